@@ -1,0 +1,88 @@
+"""Command line: the TUI by default, headless subcommands for scripts and bigger machines.
+
+Each subcommand lives in `humanlike_tui/commands/<name>.py` with `add_arguments(parser)` and
+`run(args) -> int`; they are imported only when chosen, so `humanlike-tui --help` and the TUI's
+first frame never wait for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from humanlike_tui import __version__
+from humanlike_tui.errors import HumanlikeError, InputError
+
+COMMANDS = {
+    "train": "fine-tune a model (SFT, DPO or both) with 4-bit QLoRA",
+    "hw": "hardware report and VRAM plan for a config",
+    "chat": "answer a prompt with the base model and an adapter, side by side",
+    "eval": "human-likeness scorecard of an adapter against its base model",
+    "adapters": "list, rename, delete and export trained adapters",
+    "bench": "benchmark the original recipe against this engine",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """--config / --preset / --set, shared by every command that takes a config."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--config", metavar="FILE", help="config TOML file")
+    group.add_argument("--preset", metavar="NAME", help="a shipped preset (gaming-8gb, demo)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.max_steps=100 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, default_preset: str | None = "gaming-8gb"):
+    """The config the user asked for, with --set applied; raises ConfigError with every problem."""
+    from humanlike_tui import config as cfgmod
+
+    if getattr(args, "config", None):
+        cfg = cfgmod.load_config(args.config)
+    elif getattr(args, "preset", None) or default_preset:
+        cfg = cfgmod.load_preset(args.preset or default_preset)
+    else:
+        return None
+    return cfgmod.apply_overrides(cfg, getattr(args, "overrides", []) or [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="humanlike-tui",
+        description="Fine-tune a small open LLM into a warm, human-sounding conversational partner. "
+                    "With no command, opens the terminal workbench.")
+    parser.add_argument("--version", action="version", version=f"humanlike-tui {__version__}")
+    add_config_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _command_module(name).add_arguments(p)
+    return parser
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"humanlike_tui.commands.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from humanlike_tui.commands import tui
+
+            return tui.run(args)
+        return _command_module(args.command).run(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except HumanlikeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""No subcommand: the Textual workbench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from humanlike_tui.ui.app import run_app
+    except ImportError:
+        print("the workbench is not built yet; use the headless commands (humanlike-tui --help)", file=sys.stderr)
+        return 1
+    return run_app(args)

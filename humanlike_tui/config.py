@@ -1,0 +1,390 @@
+"""Typed, frozen configuration: dataclasses with help text and limits per field, loaded from and
+saved to TOML, and one validator that reports every problem at once with its key path.
+
+Stdlib only (plus tomli_w for writing): the TUI validates as the user types without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from humanlike_tui.errors import ConfigError
+
+BUILTIN_MODELS = ("builtin:tiny-phi", "builtin:phi-2-random")
+BUILTIN_DATA = ("builtin:sample",)
+QUANT_MODES = ("nf4", "fp4", "int8", "none")
+COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
+TEMPLATES = ("instruct", "chat")
+METHODS = ("sft", "dpo", "sft+dpo")
+SCHEDULERS = ("cosine", "linear", "constant")
+
+
+def opt(default: Any, help: str, *, choices: tuple = (), min: float | None = None,
+        max: float | None = None, min_exclusive: bool = False) -> Any:
+    """A config field with its help text and limits (read by the validator and the UI form)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = opt("microsoft/phi-2", "Hub id, local folder, or builtin:tiny-phi / builtin:phi-2-random")
+    revision: str = opt("", "Hub revision (branch, tag or commit); empty = default branch")
+    trust_remote_code: bool = opt(False, "Run Python code shipped with the model (only for models you trust)")
+    gradient_checkpointing: bool = opt(True, "Recompute activations in backward: far less VRAM, ~30% slower")
+    attn_implementation: str = opt("sdpa", "Attention kernel", choices=("sdpa", "eager"))
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    mode: str = opt("nf4", "Base weight quantization (bitsandbytes)", choices=QUANT_MODES)
+    double_quant: bool = opt(True, "Quantize the 4-bit scales too (~0.4 bit/param less)")
+    compute_dtype: str = opt("auto", "Matmul dtype: auto = bf16 if supported, fp16 on older GPUs, fp32 on CPU",
+                             choices=COMPUTE_DTYPES)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = opt(16, "LoRA rank", min=1, max=1024)
+    alpha: float = opt(32.0, "LoRA alpha (scale = alpha / r)", min=0, min_exclusive=True)
+    dropout: float = opt(0.05, "Dropout on the LoRA input", min=0, max=0.9)
+    target_modules: tuple[str, ...] = opt((), "Modules to adapt; empty = per architecture (phi: q_proj, k_proj, v_proj, dense)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = opt("HumanLLMs/Human-Like-DPO-Dataset", "Hub id, local .json/.jsonl/.parquet/.csv, or builtin:sample")
+    split: str = opt("train", "Split to read from a hub data set")
+    prompt_column: str = opt("prompt", "Column with the user's message")
+    chosen_column: str = opt("chosen", "Column with the human-like answer (the one we learn)")
+    rejected_column: str = opt("rejected", "Column with the formal answer (DPO's negative); empty for SFT-only data")
+    template: str = opt("instruct", "instruct = '### Instruct / ### Output / ### End'; chat = the model's chat template",
+                        choices=TEMPLATES)
+    max_length: int = opt(512, "Longest prompt+answer in tokens; longer rows are dropped and counted", min=16, max=32768)
+    eval_fraction: float = opt(0.05, "Share of prompts held out for evaluation", min=0, max=0.5)
+    train_on_prompt: bool = opt(False, "Also learn the prompt tokens (the original recipe did; usually worse)")
+    max_rows: int = opt(0, "Use at most this many rows (0 = all)", min=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = opt("sft", "sft = imitate chosen; dpo = prefer chosen over rejected; sft+dpo = both in turn",
+                      choices=METHODS)
+    max_steps: int = opt(600, "Optimizer steps in the whole run", min=1, max=10_000_000)
+    sft_steps: int = opt(0, "With sft+dpo: SFT steps before DPO (0 = half of max_steps)", min=0)
+    learning_rate: float = opt(2e-4, "Peak learning rate", min=0, max=1, min_exclusive=True)
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule after warm-up", choices=SCHEDULERS)
+    warmup_steps: int = opt(10, "Linear warm-up steps", min=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay on the LoRA weights", min=0, max=1)
+    max_grad_norm: float = opt(1.0, "Gradient clipping (0 = off)", min=0)
+    batch_size: int = opt(8, "Samples per micro-batch group; batch_size x grad_accum samples make one step", min=1, max=4096)
+    grad_accum: int = opt(2, "Gradient accumulation: groups per optimizer step", min=1, max=4096)
+    micro_batch_tokens: int = opt(0, "Token budget of one forward pass (0 = sized to free VRAM; all at once on CPU)", min=0)
+    dpo_beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", min=0, max=10, min_exclusive=True)
+    eval_every: int = opt(50, "Evaluate every N steps (0 = only at the end)", min=0)
+    eval_max_rows: int = opt(64, "Evaluate on at most this many held-out rows", min=1)
+    save_every: int = opt(100, "Checkpoint every N steps (0 = only on stop/pause/end)", min=0)
+    keep_checkpoints: int = opt(2, "Keep the newest N checkpoints", min=1, max=100)
+    sample_prompts: int = opt(2, "Held-out prompts answered at each evaluation, to watch the style change", min=0, max=8)
+    seed: int = opt(42, "Seed for data order, LoRA init and dropout", min=0)
+    price_per_kwh: float = opt(0.30, "Electricity price for the energy cost shown while training", min=0)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    max_new_tokens: int = opt(200, "Longest answer in tokens", min=1, max=8192)
+    temperature: float = opt(0.7, "Sampling temperature (0 = greedy)", min=0, max=5)
+    top_p: float = opt(0.9, "Nucleus sampling", min=0, max=1, min_exclusive=True)
+    repetition_penalty: float = opt(1.1, "Penalty on repeated tokens (1 = off)", min=1, max=3)
+    seed: int = opt(0, "Sampling seed (same seed, same answer)", min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _section_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def get(self, path: str) -> Any:
+        section, key = _split_path(path)
+        return getattr(getattr(self, section), key)
+
+    def replace(self, **values: Any) -> "Config":
+        """Copy with values by key path, validated: cfg.replace(**{"train.max_steps": 10})."""
+        data = self.to_dict()
+        for path, value in values.items():
+            section, key = _split_path(path)
+            data.setdefault(section, {})[key] = value
+        return config_from_dict(data)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+GROUP_TITLES = {"model": "Model", "quant": "Quantization", "lora": "LoRA", "data": "Data",
+                "train": "Training", "generate": "Generation"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One config field as the UI form and the docs see it."""
+
+    path: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+
+
+def field_specs() -> list[FieldSpec]:
+    specs = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            m = f.metadata
+            specs.append(FieldSpec(f"{section}.{f.name}", _base_type(hints[f.name]), default,
+                                   m.get("help", ""), m.get("choices", ()), m.get("min"), m.get("max")))
+    return specs
+
+
+def _split_path(path: str) -> tuple[str, str]:
+    section, _, key = path.partition(".")
+    if section not in SECTIONS or not key:
+        raise ConfigError(f"{path}: unknown key (sections: {', '.join(SECTIONS)})")
+    return section, key
+
+
+def _section_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v)
+            for f in dataclasses.fields(obj)}
+
+
+def _base_type(hint: Any) -> type:
+    return tuple if typing.get_origin(hint) is tuple else hint
+
+
+def _type_name(t: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            tuple: "a list of strings"}[t]
+
+
+def _coerce(value: Any, t: type) -> tuple[bool, Any]:
+    """TOML value -> field type. Ints are accepted for floats; nothing else is converted."""
+    if t is bool:
+        return isinstance(value, bool), value
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if t is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if t is str:
+        return isinstance(value, str), value
+    if t is tuple:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return ok, tuple(value) if ok else value
+    return False, value
+
+
+def _check_field(path: str, value: Any, f: dataclasses.Field, t: type) -> list[str]:
+    m = f.metadata
+    if m.get("choices") and value not in m["choices"]:
+        return [f"{path}: must be one of {', '.join(map(str, m['choices']))}, got {value!r}"]
+    if t in (int, float):
+        lo, hi = m.get("min"), m.get("max")
+        if lo is not None and (value <= lo if m.get("min_exclusive") else value < lo):
+            return [f"{path}: must be {'>' if m.get('min_exclusive') else '>='} {_num(lo)}, got {_num(value)}"]
+        if hi is not None and value > hi:
+            return [f"{path}: must be <= {_num(hi)}, got {_num(value)}"]
+    return []
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    """Choices that are fine alone but not together."""
+    problems = []
+    name = cfg.model.name.strip()
+    if not name:
+        problems.append("model.name: must not be empty (a hub id, a local folder, or builtin:tiny-phi)")
+    elif name.startswith("builtin:") and name not in BUILTIN_MODELS:
+        problems.append(f"model.name: unknown builtin model {name!r}; choose {' or '.join(BUILTIN_MODELS)}")
+    source = cfg.data.source.strip()
+    if not source:
+        problems.append("data.source: must not be empty (a hub id, a local file, or builtin:sample)")
+    elif source.startswith("builtin:") and source not in BUILTIN_DATA:
+        problems.append(f"data.source: unknown builtin data set {source!r}; choose {' or '.join(BUILTIN_DATA)}")
+    for key in ("prompt_column", "chosen_column"):
+        if not getattr(cfg.data, key).strip():
+            problems.append(f"data.{key}: must name a column")
+    if cfg.train.method != "sft" and not cfg.data.rejected_column.strip():
+        problems.append(f"data.rejected_column: train.method = {cfg.train.method!r} needs the rejected answers; "
+                        "name the column or set train.method = 'sft'")
+    if cfg.train.method == "sft+dpo" and cfg.train.sft_steps >= cfg.train.max_steps:
+        problems.append(f"train.sft_steps: must be < train.max_steps ({cfg.train.max_steps}) so DPO gets steps, "
+                        f"got {cfg.train.sft_steps}")
+    if cfg.quant.double_quant and cfg.quant.mode == "int8":
+        problems.append("quant.double_quant: only applies to 4-bit modes (nf4, fp4); set it to false or use nf4")
+    if cfg.train.eval_every > 0 and cfg.data.eval_fraction == 0:
+        problems.append("train.eval_every: evaluation needs held-out rows; set data.eval_fraction > 0 "
+                        "or train.eval_every = 0")
+    if cfg.quant.mode == "none" and cfg.quant.compute_dtype == "fp16":
+        problems.append("quant.compute_dtype: fp16 weights without quantization train unstably; use auto or bf16")
+    if any(not m.strip() for m in cfg.lora.target_modules):
+        problems.append("lora.target_modules: names must not be empty")
+    if cfg.train.warmup_steps >= cfg.train.max_steps and cfg.train.max_steps > 1:
+        problems.append(f"train.warmup_steps: must be < train.max_steps ({cfg.train.max_steps}), "
+                        f"got {cfg.train.warmup_steps}")
+    return problems
+
+
+def validate_dict(data: Any) -> tuple[Config | None, list[str]]:
+    """Check a TOML-shaped dict. Returns the config (None if any field is unusable) and every problem."""
+    if not isinstance(data, dict):
+        return None, [f"config: must be a table of sections, got {type(data).__name__}"]
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for section in data:
+        if section not in SECTIONS:
+            problems.append(f"{section}: unknown section (known: {', '.join(SECTIONS)})")
+    for section, cls in SECTIONS.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            problems.append(f"{section}: must be a table ([{section}]), got {type(raw).__name__}")
+            raw = {}
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in raw.items():
+            path = f"{section}.{key}"
+            if key not in fields:
+                close = [k for k in fields if k.startswith(key[:3])]
+                hint = f"; did you mean {section}.{close[0]}?" if close else ""
+                problems.append(f"{path}: unknown key{hint}")
+                continue
+            t = _base_type(hints[key])
+            ok, coerced = _coerce(value, t)
+            if not ok:
+                problems.append(f"{path}: must be {_type_name(t)}, got {value!r} ({type(value).__name__})")
+                continue
+            field_problems = _check_field(path, coerced, fields[key], t)
+            problems += field_problems
+            if not field_problems:
+                values[key] = coerced
+        sections[section] = cls(**values)
+    cfg = Config(**sections)
+    problems += _cross_checks(cfg)
+    return (cfg if not problems else None), problems
+
+
+def config_from_dict(data: Any) -> Config:
+    cfg, problems = validate_dict(data)
+    if problems:
+        raise ConfigError(problems)
+    assert cfg is not None
+    return cfg
+
+
+def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc}); fix the syntax, e.g. strings need quotes") from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; check the path or use --preset demo") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc})") from None
+    return config_from_dict(parse_toml(text, str(p)))
+
+
+def preset_names() -> list[str]:
+    return sorted(r.name.removesuffix(".toml") for r in resources.files("humanlike_tui.presets").iterdir()
+                  if r.name.endswith(".toml"))
+
+
+def preset_text(name: str) -> str:
+    if name not in preset_names():
+        raise ConfigError(f"preset {name!r} does not exist; choose one of: {', '.join(preset_names())}")
+    return resources.files("humanlike_tui.presets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+
+
+def load_preset(name: str) -> Config:
+    return config_from_dict(parse_toml(preset_text(name), f"preset {name}"))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'train.max_steps=10' -> ('train.max_steps', 10); values are TOML, bare words are strings."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.max_steps=100")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: Config, items: list[str]) -> Config:
+    data = cfg.to_dict()
+    for item in items:
+        key, value = parse_override(item)
+        section, _, name = key.partition(".")
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][name] = value
+    return config_from_dict(data)
+
+
+def to_toml(cfg: Config, header: str = "") -> str:
+    import tomli_w
+
+    text = tomli_w.dumps(cfg.to_dict())
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    return ("\n".join(lines) + "\n\n" if lines else "") + text
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write beside the target, fsync, then rename: a crash leaves the old file or the new, never half."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_config(cfg: Config, path: str | os.PathLike, header: str = "humanlike-tui config") -> Path:
+    atomic_write_text(path, to_toml(cfg, header))
+    return Path(path)

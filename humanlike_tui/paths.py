@@ -1,0 +1,49 @@
+"""Where things live on disk. platformdirs by default; `HUMANLIKE_TUI_HOME` moves everything under
+one folder (tests, portable installs, several profiles)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "humanlike-tui"
+HOME_ENV = "HUMANLIKE_TUI_HOME"
+
+
+def _home() -> Path | None:
+    value = os.environ.get(HOME_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    """Runs and adapters."""
+    home = _home()
+    if home is not None:
+        return home / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Builtin models and tokenizers, made on first use; safe to delete."""
+    home = _home()
+    if home is not None:
+        return home / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def config_dir() -> Path:
+    """Saved configs (the Config screen's default location)."""
+    home = _home()
+    if home is not None:
+        return home / "config"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def runs_dir() -> Path:
+    return data_dir() / "runs"
