@@ -1,0 +1,177 @@
+"""`humanlike-tui train`: the engine with a progress bar (or JSON) as its listener.
+
+Ctrl+C saves a checkpoint and exits cleanly (a second Ctrl+C aborts at once). Exit codes:
+0 finished or stopped on request, 2 bad config or data, 1 training failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from humanlike_tui.cli import add_config_arguments, config_from_args
+from humanlike_tui.events import (BatchReduced, CheckpointSaved, DataReport, Eval, Event, Failed, Finished, Log,
+                                  RunStarted, Step, Stopped)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--resume", metavar="RUN", help="continue run RUN from its last checkpoint "
+                        "(its own config; --set may change e.g. train.max_steps)")
+    parser.add_argument("--name", metavar="NAME", help="name of the new run (default: date-model-method)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def resolve_config(args: argparse.Namespace):
+    """The config to train with. On resume: the run's own config, with --set applied."""
+    if args.resume:
+        from humanlike_tui import config as cfgmod
+        from humanlike_tui.engine import store
+
+        if args.config or args.preset:
+            print("note: --resume uses the run's own config; --config/--preset are ignored", file=sys.stderr)
+        return cfgmod.apply_overrides(store.get_run(args.resume).config(), args.overrides)
+    return config_from_args(args, default_preset="gaming-8gb")
+
+
+class ProgressListener:
+    """Turns engine events into a rich progress bar and log lines (stderr, so --json stays clean)."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+        self.last_eval: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        handler = getattr(self, f"on_{type(event).__name__}", None)
+        if handler:
+            handler(event)
+
+    def _start_bar(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=self.console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.progress else self.console).print(text, highlight=False)
+
+    def on_Log(self, e: Log) -> None:
+        self._print(f"[dim]{e.message}[/]" if e.level == "info" else f"[yellow]{e.level}: {e.message}[/]")
+
+    def on_DataReport(self, e: DataReport) -> None:
+        dropped = ", ".join(f"{n} {why}" for why, n in e.dropped.items()) or "none"
+        self._print(f"data: {e.rows_read} rows read, {e.rows_kept} kept (dropped: {dropped}); "
+                    f"{e.train_rows} train / {e.eval_rows} eval, {e.tokens_mean:.0f} tokens mean, {e.tokens_max} max")
+
+    def on_RunStarted(self, e: RunStarted) -> None:
+        self._print(f"run {e.run_id}: {e.method} on {e.device}, {e.trainable_params:,} trainable of "
+                    f"{e.total_params:,} parameters" + (f", resumed at step {e.start_step}" if e.start_step else ""))
+        if e.config.get("model", {}).get("trust_remote_code"):
+            self._print("[yellow]warning: model.trust_remote_code is on: the model's own Python code runs[/]")
+        self._start_bar(e.total_steps, e.start_step)
+
+    def on_Step(self, e: Step) -> None:
+        info = f"loss {e.loss:.4f}" + (f" eval {self.last_eval:.4f}" if self.last_eval is not None else "")
+        info += f" lr {e.lr:.2e} {e.tokens_per_s:,.0f} tok/s"
+        if "pref_accuracy" in e.metrics:
+            info += f" acc {e.metrics['pref_accuracy']:.2f}"
+        if self.progress:
+            self.progress.update(self.task, completed=e.step, info=info)
+
+    def on_Eval(self, e: Eval) -> None:
+        self.last_eval = e.eval_loss
+        extra = "".join(f", {k} {v:.3f}" for k, v in e.metrics.items())
+        self._print(f"step {e.step}: eval loss {e.eval_loss:.4f}{extra}")
+        for prompt, answer in e.samples:
+            self._print(f"  [dim]> {prompt[:70]}[/]\n    {answer[:160]!r}")
+
+    def on_CheckpointSaved(self, e: CheckpointSaved) -> None:
+        if e.reason != "periodic":
+            self._print(f"checkpoint ({e.reason}) at step {e.step}: {e.path}")
+
+    def on_BatchReduced(self, e: BatchReduced) -> None:
+        self._print(f"[yellow]{e.message}[/]")
+
+    def on_Stopped(self, e: Stopped) -> None:
+        self.close()
+        self._print(f"{'paused' if e.paused else 'stopped'} at step {e.step}; resume with: "
+                    f"humanlike-tui train --resume {e.run_id}")
+
+    def on_Finished(self, e: Finished) -> None:
+        self.close()
+        s = e.summary
+        self._print(f"[green]finished[/] {e.run_id}: {s.get('steps')} steps, loss {_fmt(s.get('first_loss'))} -> "
+                    f"{_fmt(s.get('final_loss'))}, eval {_fmt(s.get('final_eval_loss'))}, "
+                    f"{s.get('tokens_per_s')} tok/s, {s.get('duration_s')} s\nadapter: {e.adapter_dir}")
+
+    def on_Failed(self, e: Failed) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def install_interrupt(stop: threading.Event):
+    """First Ctrl+C: stop after this step with a checkpoint. Second: abort now."""
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step, saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (tests): no handler
+        return None
+
+
+def result_json(result) -> dict[str, Any]:
+    s = result.summary
+    return {"run_id": result.run_id, "status": result.status, "adapter_dir": result.adapter_dir,
+            "run_dir": result.run_dir, "steps": s.get("steps"), "first_loss": s.get("first_loss"),
+            "final_loss": s.get("final_loss"), "final_eval_loss": s.get("final_eval_loss"),
+            "tokens_per_s": s.get("tokens_per_s"), "peak_memory_bytes": s.get("peak_memory_bytes"),
+            "duration_s": s.get("duration_s")}
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    from humanlike_tui.engine.train import run_training
+
+    stop = threading.Event()
+    previous = install_interrupt(stop)
+    listener = ProgressListener(quiet=args.quiet)
+    try:
+        result = run_training(cfg, listener, stop, resume=args.resume, run_name=args.name)
+    finally:
+        listener.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if args.json:
+        import os
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(result_json(result)))
+    return 0
