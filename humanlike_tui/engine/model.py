@@ -116,7 +116,12 @@ def build_tokenizer(corpus: list[str]):
 
 
 def _builtin_dir(name: str) -> Path:
-    return cache_dir() / "models" / f"{name.removeprefix('builtin:')}-{BUILTIN_VERSION}"
+    """Keyed by recipe version and the tokenizer corpus, so a changed sample never reuses a stale cache."""
+    from importlib import resources
+
+    corpus = resources.files("humanlike_tui.data").joinpath("sample.jsonl").read_bytes()
+    tag = hashlib.sha256(corpus).hexdigest()[:8]
+    return cache_dir() / "models" / f"{name.removeprefix('builtin:')}-{BUILTIN_VERSION}-{tag}"
 
 
 def ensure_builtin(name: str, log=lambda msg: None) -> Path:
