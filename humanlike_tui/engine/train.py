@@ -242,6 +242,7 @@ class _Trainer:
         self.last_eval_metrics: dict[str, float] = {}
         self.order_cache: dict = {}
         self.ref_cache: dict[int, tuple[float, float]] = {}
+        self.ref_state: dict[str, Any] | None = None
         self.elapsed_before = 0.0
         self.halvings = 0
 
@@ -323,6 +324,11 @@ class _Trainer:
                              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                              "python_rng": random.getstate()}
                     torch.save(state, tmp / "trainer_state.pt")
+                    if self.ref_state is not None:
+                        from safetensors.torch import save_file
+
+                        save_file({k: v.contiguous() for k, v in self.ref_state.items()},
+                                  str(tmp / "reference_adapter.safetensors"))
                     S.write_json(tmp / "state.json", self.counters())
                 self.run.prune_checkpoints(self.cfg.train.keep_checkpoints)
             self.run.update_meta(**self.meta_progress(), last_checkpoint=self.step)
@@ -342,6 +348,8 @@ class _Trainer:
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
+        if (path / "reference_adapter.safetensors").exists():
+            self.ref_state = load_file(str(path / "reference_adapter.safetensors"), device=str(self.device))
         state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
         self.opt.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
@@ -384,12 +392,39 @@ class _Trainer:
         if todo:
             was_training = self.model.training
             self.model.eval()  # no dropout in the reference
-            with torch.no_grad(), self.model.disable_adapter(), self.autocast():
+            with torch.no_grad(), self.reference_model(), self.autocast():
                 pc, pr, _ = self.pair_logps([e for _, e in todo])
             self.model.train(was_training)
             for (k, _), a, b in zip(todo, pc.tolist(), pr.tolist()):
                 self.ref_cache[k] = (a, b)
         return [self.ref_cache[k][0] for k in keys], [self.ref_cache[k][1] for k in keys]
+
+    def reference_model(self):
+        """The DPO reference on the same base: the base alone (adapter disabled) for plain DPO, or,
+        in sft+dpo, the adapter as it was when SFT ended (DPO's reference should be the SFT model),
+        swapped in from a saved copy of the LoRA weights: one extra LoRA, never a second base."""
+        import contextlib
+
+        if self.ref_state is None:
+            return self.model.disable_adapter()
+
+        @contextlib.contextmanager
+        def swapped():
+            from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+            current = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+            set_peft_model_state_dict(self.model, self.ref_state)
+            try:
+                yield
+            finally:
+                set_peft_model_state_dict(self.model, current)
+        return swapped()
+
+    def snapshot_reference(self) -> None:
+        from peft import get_peft_model_state_dict
+
+        self.ref_state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+        self.ref_cache.clear()
 
     def pair_logps(self, exs: list[D.Example]):
         """Summed answer log-probs for chosen and rejected, one padded batch of 2n rows."""
@@ -498,6 +533,8 @@ class _Trainer:
         import torch
 
         phase = phase_of(self.cfg, step)
+        if phase == "dpo" and self.cfg.train.method == "sft+dpo" and self.ref_state is None:
+            self.snapshot_reference()  # SFT just ended: that model is DPO's reference
         global_idx = D.step_indices(step, self.per_step, self.lengths, self.cfg.train.seed, self.order_cache)
         idx = global_idx[self.dist.rank::self.dist.world]
         torch.manual_seed(self.cfg.train.seed * 1_000_003 + step * 101 + self.dist.rank)  # dropout
