@@ -1,15 +1,156 @@
-"""`humanlike-tui hw`: not built yet (see the issues)."""
+"""`humanlike-tui hw`: what this machine can do, and with a config, whether that run fits in memory.
+
+    humanlike-tui hw                         hardware report
+    humanlike-tui hw --preset gaming-8gb     ... and the VRAM plan for that config
+    humanlike-tui hw --preset gaming-8gb --vram 8   plan for an 8 GiB GPU (from a machine without one)
+    humanlike-tui hw --json                  the same as one JSON object
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+from typing import Any
+
+from humanlike_tui.cli import add_config_arguments, config_from_args
+from humanlike_tui.errors import ConfigError
+
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red", "unknown": "dim"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    add_config_arguments(parser)
+    parser.add_argument("--gpu", type=int, default=0, metavar="N", help="plan against GPU N (default 0)")
+    parser.add_argument("--vram", type=float, metavar="GIB",
+                        help="plan for a GPU with this many GiB free instead of this machine's")
+    parser.add_argument("--no-bnb-check", dest="bnb_check", action="store_false",
+                        help="skip the bitsandbytes 4-bit test matmul")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("humanlike-tui hw is not available yet", file=sys.stderr)
-    return 1
+    from humanlike_tui.engine.hardware import probe_hardware
+
+    cfg = config_from_args(args, default_preset=None)  # ConfigError -> exit 2 in cli.main
+    if args.vram is not None and args.vram <= 0:
+        raise ConfigError(f"--vram: must be a number of GiB > 0, got {args.vram}")
+    report = probe_hardware(check_bnb=args.bnb_check)
+    plan = _plan(cfg, report, args) if cfg is not None else None
+    if args.json:
+        print(json.dumps({**report.to_dict(), "plan": plan.to_dict() if plan else None}, indent=2))
+    else:
+        _print_human(report, plan)
+    return 0
+
+
+def _plan(cfg: Any, report: Any, args: argparse.Namespace) -> Any:
+    from humanlike_tui.engine.memory import GiB, plan_for_hardware
+
+    vram = int(args.vram * GiB) if args.vram is not None else None
+    return plan_for_hardware(cfg, report, gpu_index=args.gpu, vram_bytes=vram)
+
+
+# --- human output ----------------------------------------------------------------------------------
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _na(value: Any, fmt: str = "{}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _print_human(report: Any, plan: Any) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    _print_gpus(console, report)
+    _print_software(console, report)
+    for note in report.recommendations:
+        console.print(f"[yellow]![/] {note}", soft_wrap=True)
+    if plan is not None:
+        console.print()
+        _print_plan(console, plan)
+
+
+def _print_gpus(console: Any, report: Any) -> None:
+    from rich.table import Table
+
+    nvml = report.nvml
+    if not nvml.available:
+        console.print(f"[bold]GPU:[/] no NVIDIA driver found ({nvml.error or 'NVML not available'})")
+        return
+    table = Table(title=f"NVIDIA driver {_na(nvml.driver_version)}, CUDA {_na(nvml.cuda_driver_version)}",
+                  title_justify="left")
+    for col in ("#", "name", "cc", "memory used / total", "free", "util", "temp", "power / limit"):
+        table.add_column(col, justify="right" if col not in ("name",) else "left")
+    for g in report.gpus:
+        cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "n/a"
+        table.add_row(str(g.index), g.name, cc, f"{_size(g.memory_used)} / {_size(g.memory_total)}",
+                      _size(g.memory_free), _na(g.utilization_gpu, "{}%"), _na(g.temperature_c, "{} °C"),
+                      f"{_na(g.power_w, '{:.0f}')} / {_na(g.power_limit_w, '{:.0f}')} W")
+    console.print(table)
+    for g in report.gpus:
+        if g.processes is None:
+            console.print(f"  GPU {g.index} processes: n/a (the driver does not list them here)")
+        elif g.processes:
+            procs = ", ".join(f"{p.name} (pid {p.pid}) {_size(p.used_bytes)}" for p in g.processes)
+            console.print(f"  GPU {g.index} processes: {procs}", soft_wrap=True)
+        if g.errors:
+            console.print(f"  [dim]GPU {g.index} fields not available: {'; '.join(g.errors)}[/]", soft_wrap=True)
+
+
+def _print_software(console: Any, report: Any) -> None:
+    from rich.table import Table
+
+    t, b, s = report.torch, report.bnb, report.system
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if t.installed:
+        cuda = (f"CUDA {t.cuda_version}, {t.device_count} device(s), bf16 {'yes' if t.bf16 else 'no'}"
+                if t.cuda_available else f"no CUDA ({'CPU-only build' if t.cuda_version is None else t.error})")
+        table.add_row("torch", f"{t.version}: {cuda}")
+    else:
+        table.add_row("torch", f"[red]{t.error}[/]")
+    if b.importable:
+        check = "4-bit matmul OK" if b.matmul_4bit else f"[red]4-bit matmul failed: {b.error}[/]"
+        table.add_row("bitsandbytes", f"{b.version} on {b.device}: {check}")
+    else:
+        table.add_row("bitsandbytes", f"[red]{b.error}[/]" if b.error != "not checked" else "not checked")
+    table.add_row("system", f"{s.os}, {s.python}, {_na(s.cpu_count)} CPUs")
+    table.add_row("RAM", f"{_size(s.ram_available)} available of {_size(s.ram_total)}")
+    table.add_row("disk", f"{_size(s.disk_free)} free in {s.data_dir}")
+    console.print(table)
+
+
+def _print_plan(console: Any, plan: Any) -> None:
+    from rich.table import Table
+
+    title = (f"VRAM plan: {plan.model}, {plan.quant}, {plan.compute_dtype}, "
+             f"{plan.tokens:,} tokens per pass, checkpointing {'on' if plan.gradient_checkpointing else 'off'}")
+    if plan.device == "cpu":
+        title = title.replace("VRAM plan", "Memory plan (CPU)")
+    table = Table(title=title, title_justify="left")
+    table.add_column("at the peak of a step")
+    table.add_column("size", justify="right")
+    table.add_column("", style="dim")
+    for it in plan.items:
+        table.add_row(it.label, _size(it.bytes), it.note)
+    table.add_section()
+    table.add_row("[bold]peak[/]", f"[bold]{_size(plan.peak_bytes)}[/]",
+                  f"torch's share {_size(plan.peak_torch_bytes)}" if plan.device == "cuda" else "")
+    table.add_row("available", _size(plan.available_bytes), plan.available_source)
+    console.print(table)
+    style = VERDICT_STYLE.get(plan.verdict, "")
+    head = f"[{style}]{plan.verdict.upper()}[/]"
+    if plan.headroom_bytes is not None:
+        head += f" ({_size(plan.headroom_bytes)} {'left' if plan.headroom_bytes >= 0 else 'short'})"
+    console.print(head)
+    for sg in plan.suggestions:
+        console.print(f"  - {sg.text}", soft_wrap=True)
+    for note in plan.notes:
+        console.print(f"  [dim]{note}[/]", soft_wrap=True)
