@@ -250,9 +250,6 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("quant.compute_dtype: fp16 weights without quantization train unstably; use auto or bf16")
     if any(not m.strip() for m in cfg.lora.target_modules):
         problems.append("lora.target_modules: names must not be empty")
-    if cfg.train.warmup_steps >= cfg.train.max_steps and cfg.train.max_steps > 1:
-        problems.append(f"train.warmup_steps: must be < train.max_steps ({cfg.train.max_steps}), "
-                        f"got {cfg.train.warmup_steps}")
     return problems
 
 
