@@ -268,6 +268,8 @@ class _Trainer:
         if self.precision.device == "cuda":
             torch.cuda.set_device(self.device)
             torch.cuda.reset_peak_memory_stats()
+        if self.precision.device == "cuda" and self.power is None:
+            self.power = _gpu_power_reader(self.dist.local_rank)
         self.model, self.tok = M.load_base_model(cfg, self.precision, self.dist.local_rank, self.log)
         examples = D.tokenize_rows(rows, self.tok, cfg.data, counts, self.need_rejected)
         self.train_set, self.eval_set = D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
@@ -796,6 +798,20 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             trainer.free()
         if run is not None and dist.main:
             run.release()
+
+
+def _gpu_power_reader(index: int) -> Callable[[], float | None] | None:
+    """Watts drawn by our GPU, from NVML, for the energy figure kept in the run's metadata."""
+    from humanlike_tui.engine.hardware import GpuSampler
+
+    sampler = GpuSampler(indices=[index])
+    if not sampler.available:
+        return None
+
+    def read() -> float | None:
+        samples = sampler.sample()
+        return samples[0].power_w if samples else None
+    return read
 
 
 def _failure_message(exc: Exception) -> str:
