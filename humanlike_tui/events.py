@@ -120,6 +120,16 @@ class Failed(Event):
     kind: str = "error"  # input | oom | error
 
 
+@dataclass(frozen=True)
+class EvalProgress(Event):
+    """Scorecard progress: `done` of `total` items of one stage for one side (base | adapter)."""
+
+    side: str
+    stage: str  # likelihood | generate
+    done: int
+    total: int
+
+
 Emit = Callable[[Event], None]
 
 

@@ -1,15 +1,143 @@
-"""`humanlike-tui eval`: not built yet (see the issues)."""
+"""`humanlike-tui eval`: the human-likeness scorecard of an adapter against its base model.
+
+    humanlike-tui eval --adapter RUN [--data FILE] [--limit N] [--max-new-tokens N] [--json]
+
+Scores the held-out rows of the run (its own eval split, recomputed exactly as training made it) or
+every row of FILE. Progress goes to stderr, so `--json` prints exactly one object on stdout. Exit
+codes: 0 done, 2 unknown run / unusable data, 1 anything else.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from humanlike_tui.events import Event, EvalProgress, Log
+
+# (label, key, format): the order and wording of the table, the same names as --json.
+ROWS = (
+    ("preference accuracy", "preference_accuracy", "{:.1%}"),
+    ("preference margin (nats/token)", "preference_margin", "{:+.3f}"),
+    ("eval loss on chosen", "eval_loss", "{:.3f}"),
+    ("perplexity on chosen", "perplexity", "{:,.1f}"),
+    ("AI disclaimers", "ai_disclaimer_rate", "{:.1%}"),
+    ("with an emoji", "emoji_rate", "{:.1%}"),
+    ("ask a question back", "question_rate", "{:.1%}"),
+    ("with an exclamation", "exclamation_rate", "{:.1%}"),
+    ("contractions / 100 words", "contractions_per_100_words", "{:.2f}"),
+    ("mean length (words)", "mean_words", "{:.1f}"),
+    ("distinct-2", "distinct_2", "{:.3f}"),
+    ("repeated 3-grams", "repeated_ngram_rate", "{:.1%}"),
+    ("stopped on their own (EOS)", "stopped_rate", "{:.1%}"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--adapter", required=True, metavar="NAME", help="the run whose adapter to score "
+                        "(see `humanlike-tui adapters`)")
+    parser.add_argument("--data", metavar="FILE", help="score every row of this .jsonl/.json/.csv/.parquet file "
+                        "instead of the run's held-out split")
+    parser.add_argument("--limit", type=_positive, default=None, metavar="N",
+                        help="score at most N held-out rows (default 200)")
+    parser.add_argument("--max-new-tokens", type=_positive, default=None, metavar="N",
+                        help="longest generated answer (default: the run's generate.max_new_tokens)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with base, adapter, reference")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class Progress:
+    """Engine events -> one rich progress bar per stage on stderr (stdout stays clean for --json)."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = None
+        self.tasks: dict[tuple[str, str], int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, Log):
+            self._console().print(f"[dim]{event.message}[/]", highlight=False)
+        elif isinstance(event, EvalProgress):
+            self._advance(event)
+
+    def _console(self):
+        return self.progress.console if self.progress else self.console
+
+    def _advance(self, e: EvalProgress) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            self.progress = Bar(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.console)
+            self.progress.start()
+        key = (e.side, e.stage)
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"{e.side} {e.stage}", total=e.total)
+        self.progress.update(self.tasks[key], completed=e.done, total=e.total)
+
+    def close(self) -> None:
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+def fmt(value, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def render(card) -> None:
+    """The scorecard as a rich table: one row per figure, base | adapter | data chosen | data rejected."""
+    from rich.console import Console
+    from rich.table import Table
+
+    d = card.to_dict()
+    ref = d["reference"]
+    table = Table(title=f"scorecard of {d['run_id']} on {d['base_model']}",
+                  caption=f"{d['rows']} held-out rows, {d['prompts']} prompts from {d['data_source']}; "
+                          f"answers: seed {d['settings']['seed']}, up to {d['settings']['max_new_tokens']} "
+                          "new tokens")
+    table.add_column("figure")
+    for name in ("base", "adapter", "data: chosen", "data: rejected"):
+        table.add_column(name, justify="right")
+    for label, key, pattern in ROWS:
+        cells = [fmt(d["base"].get(key), pattern), fmt(d["adapter"].get(key), pattern)]
+        cells += [fmt((ref.get(side) or {}).get(key), pattern) for side in ("chosen", "rejected")]
+        table.add_row(label, *cells)
+    console = Console()
+    console.print(table)
+    for s in d["samples"]:
+        console.print(f"[bold]> {s['prompt'][:100]}[/]", highlight=False)
+        console.print(f"  base:    {s['base'][:160]!r}", highlight=False)
+        console.print(f"  adapter: {s['adapter'][:160]!r}", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("humanlike-tui eval is not available yet", file=sys.stderr)
-    return 1
+    from humanlike_tui.engine import evaluate
+
+    listener = Progress(quiet=args.quiet)
+    try:  # Ctrl+C ends it: nothing is written, so there is nothing to save (cli.main exits 130)
+        card = evaluate.scorecard(args.adapter, data=args.data, limit=args.limit or evaluate.DEFAULT_LIMIT,
+                                  max_new_tokens=args.max_new_tokens, emit=listener)
+    finally:
+        listener.close()
+    if args.json:
+        print(json.dumps(card.to_dict()))
+    else:
+        render(card)
+    sys.stdout.flush()
+    return 0
