@@ -59,6 +59,13 @@ def _size(n: int | None) -> str:
     return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def _used_total(used: int | None, total: int | None) -> str:
+    """'5.0/8.0 GiB': compact, so the GPU table fits an 80-column terminal."""
+    def gib(n: int | None) -> str:
+        return "n/a" if n is None else f"{n / 2**30:.1f}"
+    return f"{gib(used)}/{gib(total)} GiB"
+
+
 def _na(value: Any, fmt: str = "{}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
@@ -85,13 +92,15 @@ def _print_gpus(console: Any, report: Any) -> None:
         return
     table = Table(title=f"NVIDIA driver {_na(nvml.driver_version)}, CUDA {_na(nvml.cuda_driver_version)}",
                   title_justify="left")
-    for col in ("#", "name", "cc", "memory used / total", "free", "util", "temp", "power / limit"):
-        table.add_column(col, justify="right" if col not in ("name",) else "left")
+    table.add_column("#", justify="right")
+    table.add_column("name", no_wrap=True)  # the name is what people grep for: never split it
+    for col in ("cc", "used / total", "free", "util", "temp", "power"):
+        table.add_column(col, justify="right")
     for g in report.gpus:
         cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "n/a"
-        table.add_row(str(g.index), g.name, cc, f"{_size(g.memory_used)} / {_size(g.memory_total)}",
-                      _size(g.memory_free), _na(g.utilization_gpu, "{}%"), _na(g.temperature_c, "{} °C"),
-                      f"{_na(g.power_w, '{:.0f}')} / {_na(g.power_limit_w, '{:.0f}')} W")
+        table.add_row(str(g.index), g.name, cc, _used_total(g.memory_used, g.memory_total),
+                      _size(g.memory_free), _na(g.utilization_gpu, "{}%"), _na(g.temperature_c, "{}°C"),
+                      f"{_na(g.power_w, '{:.0f}')}/{_na(g.power_limit_w, '{:.0f}')} W")
     console.print(table)
     for g in report.gpus:
         if g.processes is None:
@@ -134,21 +143,25 @@ def _print_plan(console: Any, plan: Any) -> None:
              f"{plan.tokens:,} tokens per pass, checkpointing {'on' if plan.gradient_checkpointing else 'off'}")
     if plan.device == "cpu":
         title = title.replace("VRAM plan", "Memory plan (CPU)")
+    wide = console.width >= 110  # the notes column only where it does not squeeze the labels
     table = Table(title=title, title_justify="left")
     table.add_column("at the peak of a step")
-    table.add_column("size", justify="right")
-    table.add_column("", style="dim")
+    table.add_column("size", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("", style="dim")
     for it in plan.items:
-        table.add_row(it.label, _size(it.bytes), it.note)
+        table.add_row(it.label, _size(it.bytes), *([it.note] if wide else []))
     table.add_section()
-    table.add_row("[bold]peak[/]", f"[bold]{_size(plan.peak_bytes)}[/]",
-                  f"torch's share {_size(plan.peak_torch_bytes)}" if plan.device == "cuda" else "")
-    table.add_row("available", _size(plan.available_bytes), plan.available_source)
+    torch_share = f"torch's share {_size(plan.peak_torch_bytes)}" if plan.device == "cuda" else ""
+    table.add_row("[bold]peak[/]", f"[bold]{_size(plan.peak_bytes)}[/]", *([torch_share] if wide else []))
+    table.add_row("available", _size(plan.available_bytes), *([plan.available_source] if wide else []))
     console.print(table)
+    if not wide:
+        console.print(f"  [dim]available = {plan.available_source}[/]", soft_wrap=True)
     style = VERDICT_STYLE.get(plan.verdict, "")
     head = f"[{style}]{plan.verdict.upper()}[/]"
     if plan.headroom_bytes is not None:
-        head += f" ({_size(plan.headroom_bytes)} {'left' if plan.headroom_bytes >= 0 else 'short'})"
+        head += f" ({_size(abs(plan.headroom_bytes))} {'left' if plan.headroom_bytes >= 0 else 'short'})"
     console.print(head)
     for sg in plan.suggestions:
         console.print(f"  - {sg.text}", soft_wrap=True)

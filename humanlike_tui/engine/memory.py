@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -414,7 +414,7 @@ def activation_terms(shapes: ModelShapes, s: Settings) -> dict[str, float]:
     seq_pad = math.ceil(min(s.seq_len, s.tokens) / 16) * 16  # SDPA pads the bias's last dim to 16
     terms["mask"] = b * seq_pad
 
-    terms["lora"] = _lora_terms(shapes, s, mask_byte, fp32_stream)
+    terms["lora"] = _lora_terms(shapes, s, mask_byte)
     if s.quant == "int8":
         terms["int8 inputs"] = _int8_input_terms(shapes, s)
 
@@ -437,7 +437,7 @@ def _source_bytes(source: str, shapes: ModelShapes, s: Settings, fp32_stream: bo
     return s.dtype_bytes  # attention output
 
 
-def _lora_terms(shapes: ModelShapes, s: Settings, mask_byte: int | None, fp32_stream: bool) -> float:
+def _lora_terms(shapes: ModelShapes, s: Settings, mask_byte: int | None) -> float:
     """Per token: what each LoRA adapter saves (see activation_terms).
 
     Under autocast peft feeds x straight to lora_A, whose linear saves an autocast copy in the compute
@@ -736,6 +736,8 @@ def _gib(n: int) -> str:
 
 def _suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, available: int,
                  verdict: str) -> list[Suggestion]:
+    """Fixes in the order people should try them: checkpointing, nf4, then fewer tokens per pass,
+    then shorter rows. Each later fix builds on the earlier ones that were not enough on their own."""
     out: list[Suggestion] = []
     if verdict == "fits":
         if s.checkpointing and s.device == "cuda":
@@ -745,25 +747,38 @@ def _suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, avail
                                       f"Room to spare: model.gradient_checkpointing = false would also fit "
                                       f"({_gib(alt)}) and train faster.", alt))
         return out
+    base, base_changes = s, {}
     if not s.checkpointing:
-        alt = peak_of(shapes, dataclasses.replace(s, checkpointing=True))
-        out.append(Suggestion({"model.gradient_checkpointing": True},
-                              f"Turn on model.gradient_checkpointing: peak {_gib(peak)} -> {_gib(alt)} "
-                              f"({CHECKPOINTING_SLOWDOWN}).", alt))
+        base = dataclasses.replace(s, checkpointing=True)
+        base_changes = {"model.gradient_checkpointing": True}
+        alt = peak_of(shapes, base)
+        out.append(Suggestion(dict(base_changes), f"Turn on model.gradient_checkpointing: peak {_gib(peak)} -> "
+                                                  f"{_gib(alt)} ({CHECKPOINTING_SLOWDOWN}).", alt))
+        if _fits(alt, available):
+            # Enough alone; fewer tokens per pass is the alternative that keeps the speed.
+            out += _token_suggestions(cfg, shapes, s, available, {}, allow_shorter_rows=False)
+            return out
     if s.quant in ("int8", "none"):
-        nf4 = dataclasses.replace(s, quant="nf4", double_quant=True)
-        alt = peak_of(shapes, nf4)
-        out.append(Suggestion({"quant.mode": "nf4", "quant.double_quant": True},
-                              f"Use quant.mode = 'nf4' instead of {s.quant!r}: peak {_gib(peak)} -> {_gib(alt)}.",
-                              alt))
-    out += _token_suggestions(cfg, shapes, s, peak, available)
+        changes = {**base_changes, "quant.mode": "nf4", "quant.double_quant": True}
+        base = dataclasses.replace(base, quant="nf4", double_quant=True)
+        alt = peak_of(shapes, base)
+        also = " with checkpointing on" if base_changes else ""
+        out.append(Suggestion(changes, f"Use quant.mode = 'nf4' instead of {s.quant!r}{also}: peak {_gib(peak)} -> "
+                                       f"{_gib(alt)}.", alt))
+        base_changes = changes
+        if _fits(alt, available):
+            return out
+    out += _token_suggestions(cfg, shapes, base, available, base_changes, allow_shorter_rows=True)
     return out
 
 
-def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, available: int) -> list[Suggestion]:
-    """Fewer tokens per forward pass (same maths: the engine accumulates), or shorter rows."""
+def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, available: int, changes: dict[str, Any],
+                       allow_shorter_rows: bool) -> list[Suggestion]:
+    """Fewer tokens per forward pass (same maths: the engine accumulates), or else shorter rows;
+    `changes` are earlier fixes these build on."""
     rows_factor = 1 if cfg.train.method == "sft" else 2
     one_row = s.seq_len * rows_factor
+    first = "Together with the change above, " if changes else ""
     out: list[Suggestion] = []
 
     def fits_tokens(tokens: int) -> bool:
@@ -776,14 +791,18 @@ def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int,
             samples = cfg.train.batch_size * cfg.train.grad_accum
             accum = math.ceil(samples / rows)
             alt = peak_of(shapes, dataclasses.replace(s, tokens=rows * one_row))
-            out.append(Suggestion({"train.batch_size": rows, "train.grad_accum": accum},
-                                  f"Lower train.batch_size to {rows} and raise train.grad_accum to {accum} "
-                                  f"(about the same samples per step): peak -> {_gib(alt)}.", alt))
+            out.append(Suggestion({**changes, "train.batch_size": rows, "train.grad_accum": accum},
+                                  f"{first}{'l' if first else 'L'}ower train.batch_size to {rows} and raise "
+                                  f"train.grad_accum to {accum} (about the same samples per step): "
+                                  f"peak -> {_gib(alt)}.", alt))
         best = max(one_row, best // 64 * 64)  # a round number; still fits (peak grows with tokens)
         alt = peak_of(shapes, dataclasses.replace(s, tokens=best))
-        out.append(Suggestion({"train.micro_batch_tokens": best},
-                              f"Set train.micro_batch_tokens = {best} (each step is split into passes of at most "
-                              f"that many tokens; the maths stays the same): peak -> {_gib(alt)}.", alt))
+        out.append(Suggestion({**changes, "train.micro_batch_tokens": best},
+                              f"{first}{'s' if first else 'S'}et train.micro_batch_tokens = {best} (each step is split "
+                              f"into passes of at most that many tokens; the maths stays the same): "
+                              f"peak -> {_gib(alt)}.", alt))
+        return out
+    if not allow_shorter_rows:
         return out
 
     # Not even one row of data.max_length fits: shorten the rows.
@@ -793,11 +812,11 @@ def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int,
     length = _largest(16, s.seq_len - 1, fits_length) if s.seq_len > 16 else None
     if length is not None:
         alt = peak_of(shapes, dataclasses.replace(s, seq_len=length, tokens=length * rows_factor))
-        out.append(Suggestion({"data.max_length": length, "train.micro_batch_tokens": length * rows_factor},
-                              f"Lower data.max_length to {length} (longer rows are dropped) with one row per pass: "
-                              f"peak -> {_gib(alt)}.", alt))
+        out.append(Suggestion({**changes, "data.max_length": length, "train.micro_batch_tokens": length * rows_factor},
+                              f"{first}{'l' if first else 'L'}ower data.max_length to {length} (longer rows are "
+                              f"dropped), one row per pass: peak -> {_gib(alt)}.", alt))
     else:
-        fixed = sum(it.bytes for it in estimate_items(shapes, dataclasses.replace(s, seq_len=16, tokens=16)))
-        out.append(Suggestion({}, f"Even 16-token rows need {_gib(fixed)}: this model does not fit this device; "
-                                  "choose a smaller model or a bigger GPU.", fixed))
+        smallest = peak_of(shapes, dataclasses.replace(s, seq_len=16, tokens=16 * rows_factor))
+        out.append(Suggestion({}, f"Even 16-token rows need {_gib(smallest)}: this model does not fit here; "
+                                  "choose a smaller model or a GPU with more memory.", smallest))
     return out

@@ -1,0 +1,114 @@
+"""`humanlike-tui hw` through cli.main, with scripted hardware reports (and one real probe)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from humanlike_tui.cli import main
+from humanlike_tui.engine import hardware
+from humanlike_tui.engine.hardware import (BnbInfo, GpuInfo, GpuProcess, HardwareReport, NvmlReport, SystemInfo,
+                                           TorchInfo, recommendations)
+
+GiB = 2**30
+SYSTEM = SystemInfo(os="Linux 6.1", python="CPython 3.11.7", cpu_count=8, ram_total=32 * GiB,
+                    ram_available=24 * GiB, data_dir="/tmp/hl", disk_free=100 * GiB)
+
+
+def _report(nvml: NvmlReport, torch_info: TorchInfo, bnb: BnbInfo) -> HardwareReport:
+    return HardwareReport(nvml=nvml, torch=torch_info, bnb=bnb, system=SYSTEM,
+                          recommendations=recommendations(nvml, torch_info, bnb))
+
+
+def gpu_report(free_gib: float = 7.5) -> HardwareReport:
+    gpu = GpuInfo(index=0, name="NVIDIA GeForce RTX 3070", compute_capability=(8, 6), memory_total=8 * GiB,
+                  memory_used=int((8 - free_gib) * GiB), memory_free=int(free_gib * GiB), utilization_gpu=3,
+                  temperature_c=41, power_w=22.5, power_limit_w=220.0,
+                  processes=(GpuProcess(pid=1234, name="Xorg", used_bytes=300 * 2**20),))
+    return _report(NvmlReport(available=True, driver_version="550.54", cuda_driver_version="12.4", gpus=(gpu,)),
+                   TorchInfo(installed=True, version="2.5.1+cu124", cuda_available=True, device_count=1, bf16=True,
+                             cuda_version="12.4", device_names=("NVIDIA GeForce RTX 3070",)),
+                   BnbInfo(importable=True, version="0.50.2", device="cuda", matmul_4bit=True))
+
+
+def no_driver_report() -> HardwareReport:
+    return _report(NvmlReport(available=False, error="NVML Shared Library Not Found"),
+                   TorchInfo(installed=True, version="2.13.0+cpu"),
+                   BnbInfo(importable=True, version="0.50.2", device="cpu", matmul_4bit=True))
+
+
+@pytest.fixture
+def fake_probe(monkeypatch):
+    def use(report: HardwareReport):
+        monkeypatch.setattr(hardware, "probe_hardware", lambda check_bnb=True: report)
+    return use
+
+
+def test_json_has_the_documented_keys_and_a_plan(fake_probe, capsys):
+    fake_probe(gpu_report())
+    assert main(["hw", "--json", "--preset", "gaming-8gb"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"gpus", "cuda_available", "bf16", "bitsandbytes", "plan"} <= data.keys()
+    assert data["gpus"][0]["name"] == "NVIDIA GeForce RTX 3070" and data["cuda_available"] is True
+    plan = data["plan"]
+    assert plan["device"] == "cuda" and plan["compute_dtype"] == "bf16"
+    assert plan["available_bytes"] == int(7.5 * GiB)
+    assert plan["verdict"] in ("fits", "tight", "does not fit")
+    assert sum(item["bytes"] for item in plan["items"]) == plan["peak_bytes"]
+
+
+def test_json_without_config_has_no_plan(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["plan"] is None and data["gpus"] == [] and data["cuda_available"] is False
+    assert "humanlike-tui train --preset demo" in data["recommendations"][0]
+
+
+def test_human_report_without_driver_recommends_the_demo(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw"]) == 0
+    out = capsys.readouterr().out
+    assert "no NVIDIA driver found" in out
+    assert "humanlike-tui train --preset demo" in out
+    assert "4-bit matmul OK" in out
+
+
+def test_human_report_with_gpu_and_plan(fake_probe, capsys):
+    fake_probe(gpu_report(free_gib=3.0))
+    assert main(["hw", "--preset", "gaming-8gb", "--set", "model.gradient_checkpointing=false"]) == 0
+    out = capsys.readouterr().out
+    assert "RTX 3070" in out and "Xorg" in out
+    assert "DOES NOT FIT" in out
+    assert "model.gradient_checkpointing" in out  # the first suggestion
+
+
+def test_vram_flag_plans_for_a_gpu_this_machine_lacks(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw", "--json", "--preset", "gaming-8gb", "--vram", "8"]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["device"] == "cuda" and plan["available_bytes"] == 8 * GiB and "--vram" in plan["available_source"]
+
+
+def test_without_gpu_the_plan_is_for_the_cpu(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw", "--json", "--preset", "demo"]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["device"] == "cpu" and plan["compute_dtype"] == "fp32" and plan["verdict"] == "fits"
+
+
+def test_config_errors_exit_2(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw", "--preset", "nope"]) == 2
+    assert "preset 'nope' does not exist" in capsys.readouterr().err
+    assert main(["hw", "--preset", "demo", "--set", "data.max_length=1"]) == 2
+    assert "data.max_length" in capsys.readouterr().err
+    assert main(["hw", "--preset", "demo", "--vram", "0"]) == 2
+
+
+def test_real_probe_end_to_end(capsys):
+    # This machine as it is (CI has no NVIDIA driver): must exit 0 and print valid JSON.
+    assert main(["hw", "--json", "--no-bnb-check"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert isinstance(data["gpus"], list) and data["bitsandbytes"]["error"] == "not checked"
