@@ -1,15 +1,149 @@
-"""`humanlike-tui adapters`: not built yet (see the issues)."""
+"""`humanlike-tui adapters`: the runs and adapters in the store.
+
+    humanlike-tui adapters list [--json]        every run, newest first, finished or not
+    humanlike-tui adapters show NAME [--json]   one run in detail
+    humanlike-tui adapters rename OLD NEW
+    humanlike-tui adapters delete NAME [--yes]  asks first on a terminal; scripts pass --yes
+    humanlike-tui adapters export NAME DIR [--dtype auto|float32|bfloat16|float16] [--force]
+
+`list --json` prints a JSON list, one object per run (newest first) with these keys: name, status
+(finished | paused | stopped | failed | running | interrupted), complete (has a finished adapter),
+state (a short label saying what an incomplete run needs), can_chat, can_resume, base_model,
+data_source, method, steps, max_steps, final_loss, final_eval_loss (null when unknown), created and
+finished (unix time) with created_iso/finished_iso, size_bytes (the whole run folder),
+adapter_bytes, last_checkpoint (its step), run_dir, adapter_dir, error (why a failed run failed).
+
+Exit codes: 0 done, 2 unknown name, invalid name, refused delete or export target, 1 export failure.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+from humanlike_tui.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("list", help="every run with base model, data, steps, eval loss, date and size")
+    p.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    p = sub.add_parser("show", help="one run in detail")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("rename", help="rename a run (its folder)")
+    p.add_argument("old")
+    p.add_argument("new")
+    p = sub.add_parser("delete", help="delete a run with its adapter and checkpoints")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p = sub.add_parser("export", help="write base + adapter merged into one model (safetensors) to a new folder")
+    p.add_argument("name")
+    p.add_argument("dir", help="folder to create (must not exist, or be empty, or hold an earlier export with --force)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="weights dtype; auto = the base checkpoint's own")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def date_text(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "?"
+
+
+def table_rows(infos) -> list[list[str]]:
+    rows = [["NAME", "STATE", "BASE MODEL", "DATA", "METHOD", "STEPS", "EVAL LOSS", "DATE", "SIZE"]]
+    for a in infos:
+        steps = f"{a.steps if a.steps is not None else '?'}/{a.max_steps or '?'}"
+        loss = f"{a.final_eval_loss:.4f}" if a.final_eval_loss is not None else "-"
+        rows.append([a.name, a.state, a.base_model, a.data_source, a.method, steps, loss, date_text(a.created),
+                     human_bytes(a.size_bytes)])
+    return rows
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+
+
+def do_list(args: argparse.Namespace) -> int:
+    from humanlike_tui.engine import library
+    from humanlike_tui.paths import runs_dir
+
+    infos = library.list_adapters()
+    if args.json:
+        print(json.dumps([a.to_dict() for a in infos], ensure_ascii=False))
+    elif not infos:
+        print(f"no runs yet in {runs_dir()}; train one: humanlike-tui train --preset demo")
+    else:
+        print_table(table_rows(infos))
+    return 0
+
+
+def do_show(args: argparse.Namespace) -> int:
+    from humanlike_tui.engine import library
+
+    details = library.run_details(args.name)
+    if args.json:
+        print(json.dumps(details, ensure_ascii=False, default=str))
+        return 0
+    info = details["info"]
+    for key in ("name", "state", "base_model", "data_source", "method", "steps", "max_steps", "final_loss",
+                "final_eval_loss", "created_iso", "finished_iso", "size_bytes", "last_checkpoint", "run_dir",
+                "adapter_dir", "error"):
+        if info.get(key) not in (None, ""):
+            print(f"{key:16} {info[key]}")
+    if details["checkpoints"]:
+        print(f"{'checkpoints':16} steps {', '.join(map(str, details['checkpoints']))}")
+    return 0
+
+
+def do_rename(args: argparse.Namespace) -> int:
+    from humanlike_tui.engine import store
+
+    moved = store.rename_run(args.old, args.new)
+    print(f"renamed {args.old} -> {moved.run_id}")
+    return 0
+
+
+def confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise InputError("refusing to delete without confirmation: stdin is not a terminal; pass --yes")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def do_delete(args: argparse.Namespace) -> int:
+    from humanlike_tui.engine import library, store
+
+    info = library.get_adapter(args.name)  # a clear error for an unknown name before asking anything
+    if not args.yes and not confirm(f"delete run {info.name} ({info.state}, {human_bytes(info.size_bytes)})?"):
+        print("not deleted")
+        return 0
+    store.delete_run(info.name)
+    print(f"deleted {info.name}")
+    return 0
+
+
+def do_export(args: argparse.Namespace) -> int:
+    from humanlike_tui.engine import library
+
+    out = library.export_merged(args.name, args.dir, dtype=args.dtype, overwrite=args.force,
+                                log=lambda message: print(message, file=sys.stderr))
+    print(f"exported {args.name} (merged) to {out}")
+    return 0
+
+
+ACTIONS = {"list": do_list, "show": do_show, "rename": do_rename, "delete": do_delete, "export": do_export}
 
 
 def run(args: argparse.Namespace) -> int:
-    print("humanlike-tui adapters is not available yet", file=sys.stderr)
-    return 1
+    return ACTIONS[args.action](args)

@@ -1,15 +1,113 @@
-"""`humanlike-tui chat`: not built yet (see the issues)."""
+"""`humanlike-tui chat`: the base model and an adapter answer one prompt, one after the other.
+
+    humanlike-tui chat --adapter RUN --prompt "How was your weekend?"
+    humanlike-tui chat --adapter RUN --prompt "..." --json --temperature 0
+
+Without --json both answers stream to the terminal as they are written (loading messages go to
+stderr). With --json nothing streams; stdout gets one JSON object:
+
+    {"adapter": "RUN",                 the run name (or adapter folder) as given
+     "base_model": "builtin:tiny-phi", the base both answers come from (one copy in memory)
+     "prompt": "...",                  the prompt as typed
+     "formatted_prompt": "...",        what the model read: the prompt in the run's training template
+     "settings": {"max_new_tokens": 200, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1,
+                  "seed": 0},
+     "answers": {"base":    {"text": "...", "tokens": 37, "finish": "end", "stopped": false, "seconds": 1.2},
+                 "adapter": {...same keys...}}}
+
+finish: "end" (the model ended its answer), "length" (max_new_tokens reached) or "stopped" (Ctrl+C).
+Settings default to the run's [generate] config; the flags override them. Exit codes: 0 answered
+(also when stopped with Ctrl+C), 2 unknown run, unusable adapter or bad setting, 1 generation failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
+
+from humanlike_tui.engine.chat_events import AnswerDone, AnswerStarted, AnswerText, printable
+from humanlike_tui.events import Event
+
+SIDE_TITLES = {"base": "base model (adapter off)", "adapter": "adapter"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--adapter", required=True, metavar="NAME",
+                        help="a run name (see: humanlike-tui adapters list) or a run's adapter folder")
+    parser.add_argument("--prompt", required=True, metavar="TEXT", help="the message both models answer")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with both answers, no streaming")
+    parser.add_argument("--max-new-tokens", type=int, metavar="N", help="longest answer in tokens")
+    parser.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
+    parser.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling, in (0, 1]")
+    parser.add_argument("--repetition-penalty", type=float, metavar="R", help="1 = off")
+    parser.add_argument("--seed", type=int, metavar="S", help="sampling seed (same seed, same answer)")
+    parser.add_argument("--only", choices=("base", "adapter"), help="answer with one side only")
+
+
+class StreamPrinter:
+    """Prints the answers as they stream: a heading per side, then its text, token by token."""
+
+    def __init__(self, adapter: str, out=None):
+        self.adapter = adapter
+        self.out = out or sys.stdout
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, AnswerStarted):
+            title = SIDE_TITLES[event.side] + (f" {self.adapter}" if event.side == "adapter" else "")
+            self.out.write(f"── {title} ──\n")
+        elif isinstance(event, AnswerText):
+            self.out.write(printable(event.text))  # no terminal escapes from a model's output
+        elif isinstance(event, AnswerDone):
+            note = {"end": "", "length": " (max new tokens reached)", "stopped": " (stopped)"}[event.finish]
+            self.out.write(f"\n[{event.tokens} tokens, {event.seconds:.1f}s{note}]\n\n")
+        self.out.flush()
+
+
+def install_interrupt(stop: threading.Event):
+    """First Ctrl+C stops the answer being written (and skips the rest); a second one aborts."""
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (tests)
+        return None
+
+
+def settings_overrides(args: argparse.Namespace) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "repetition_penalty": args.repetition_penalty, "seed": args.seed}
+
+
+def result_json(gen, exchange, formatted_prompt: str) -> dict:
+    return {"adapter": gen.name, "base_model": gen.config.model.name, "prompt": exchange.prompt,
+            "formatted_prompt": formatted_prompt, "settings": exchange.settings.to_dict(),
+            "answers": {side: answer.to_dict() for side, answer in exchange.answers.items()}}
 
 
 def run(args: argparse.Namespace) -> int:
-    print("humanlike-tui chat is not available yet", file=sys.stderr)
-    return 1
+    from humanlike_tui.engine.generate import Generator, GenSettings, format_conversation, resolve_adapter
+
+    # Check the name and the settings before the slow model load, so a typo fails at once.
+    settings = GenSettings.from_config(resolve_adapter(args.adapter).config, **settings_overrides(args))
+    log = (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda message: None)
+    gen = Generator.open(args.adapter, log=log)
+    stop = threading.Event()
+    previous = install_interrupt(stop)
+    try:
+        emit = (lambda event: None) if args.json else StreamPrinter(gen.name)
+        sides = (args.only,) if args.only else ("base", "adapter")
+        exchange = gen.answer_both(args.prompt, settings=settings, emit=emit, stop=stop, sides=sides)
+        if args.json:
+            formatted = format_conversation(args.prompt, (), gen.config.data.template, gen.tok)
+            print(json.dumps(result_json(gen, exchange, formatted), ensure_ascii=False))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        gen.close()
+    return 0
