@@ -1,0 +1,168 @@
+"""Scripted stand-ins for the engine services: the pilot and snapshot tests and the README
+screenshot run the real app against these, so they are fast, need no GPU and draw the same frame
+every time. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from humanlike_tui import events as ev
+from humanlike_tui.config import Config
+from humanlike_tui.errors import TrainingError
+from humanlike_tui.ui.services import GpuReading, HardwareView, PlanView, RunChoice, Services
+
+GIB = 1024**3
+
+FIXED_READINGS = [GpuReading(index=0, name="GPU 0", used_bytes=int(5.6 * GIB),
+                             total_bytes=8 * GIB, reserved_bytes=int(4.9 * GIB), util_pct=87.0, temp_c=68.0,
+                             power_w=95.0)]
+
+GPU_NAME = "NVIDIA GeForce RTX 4060 Laptop GPU"
+FIXED_REPORT = HardwareView(
+    table={"gpus": [{"index": 0, "name": GPU_NAME, "compute_capability": [8, 9], "memory_total": 8 * GIB,
+                     "memory_used": int(5.6 * GIB), "temperature_c": 68, "power_w": 95.0, "bf16": True}],
+           "cuda_available": True, "bf16": True, "device": "cuda",
+           "nvml": {"available": True, "driver_version": "570.124.06", "cuda_driver_version": "12.8"},
+           "torch": {"installed": True, "version": "2.13.0+cu128", "cuda_available": True},
+           "bitsandbytes": {"importable": True, "version": "0.50.2", "matmul_4bit": True},
+           "system": {"os": "Linux 6.8.0", "python": "CPython 3.12.3", "cpu_count": 16, "ram_total": 32 * GIB}},
+    advice=("This GPU runs bf16: quant.compute_dtype = auto uses it.",),
+    gpu_names={0: GPU_NAME},
+)
+
+FIXED_PLAN = PlanView("fits", "fits: about 5.4 of 8.0 GiB (2.6 GiB to spare)",
+                      ("base weights (nf4): 1.6 GiB", "LoRA + optimizer: 0.2 GiB", "activations: 2.8 GiB",
+                       "CUDA context: 0.8 GiB"))
+
+FAKE_ANSWERS = ("Oh, totally! I get that, honestly.", "Ha, yes. Mornings are rough for me too!",
+                "Hmm, good question. I'd say go for it?")
+
+
+class FakeClock:
+    """A clock that moves only when told: stable timestamps in logs and charts."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class FakeResult:
+    run_id: str
+    run_dir: str
+    status: str
+    adapter_dir: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def fake_loss(step: int) -> float:
+    return 2.4 * math.exp(-step / 14) + 0.9 + 0.06 * math.sin(step * 1.7)
+
+
+class FakeEngine:
+    """Emits a deterministic run like engine.train.run_training would, from the worker thread.
+
+    hold_at: after that step, wait (for `release()`, Stop or Pause) so a test can act mid-run.
+    fail_at: at that step emit Failed and raise, as the engine does.
+    A resumed call continues from the step the pause or stop left, like the real checkpoint resume.
+    """
+
+    def __init__(self, total_steps: int = 40, eval_every: int = 10, *, hold_at: int | None = None,
+                 fail_at: int | None = None, run_id: str = "20260101-120000-demo",
+                 device: str = "NVIDIA GeForce RTX 4060 Laptop GPU (bf16)",
+                 run_dir: str = "/runs/20260101-120000-demo") -> None:
+        self.total_steps, self.eval_every = total_steps, eval_every
+        self.hold_at, self.fail_at = hold_at, fail_at
+        self.run_id, self.device, self.run_dir = run_id, device, run_dir
+        self.calls: list[str | None] = []  # the resume argument of each call
+        self.saved_step = 0
+        self._gate = threading.Event()
+        self.holding = threading.Event()  # set while waiting at hold_at (tests wait on it)
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def __call__(self, cfg: Config, emit: Callable[[ev.Event], None], stop: threading.Event | None = None, *,
+                 resume: str | None = None, pause: threading.Event | None = None,
+                 power: Callable[[], float | None] | None = None) -> FakeResult:
+        self.calls.append(resume)
+        self.power = power
+        stop, pause = stop or threading.Event(), pause or threading.Event()
+        start = self.saved_step if resume else 0
+        emit(ev.Log("loading builtin:tiny-phi (nf4) ..."))
+        if not resume:
+            emit(ev.DataReport("builtin:sample", 400, 388, {"too_long": 12}, 350, 38, 142.0, 250))
+        emit(ev.RunStarted(self.run_id, self.run_dir, "sft", cfg.to_dict(), 3_145_728, 2_782_000_000,
+                           self.total_steps, start, self.device))
+        for step in range(start + 1, self.total_steps + 1):
+            if self.hold_at is not None and step == self.hold_at + 1 and not resume:
+                self._hold(stop, pause)
+            if stop.is_set() or pause.is_set():
+                return self._stop(emit, step - 1, paused=pause.is_set() and not stop.is_set())
+            if step == self.fail_at:
+                emit(ev.Failed("loss became NaN at step %d; lower train.learning_rate" % step, self.run_id))
+                raise TrainingError(f"loss became NaN at step {step}; lower train.learning_rate")
+            emit(self._step(step))
+            if self.eval_every and step % self.eval_every == 0:
+                emit(ev.Eval(step, fake_loss(step) + 0.15, {"accuracy": 0.5 + step / 200},
+                             samples=(("How was your weekend?", FAKE_ANSWERS[(step // self.eval_every) % 3]),
+                                      ("Any tips for sleeping better?", FAKE_ANSWERS[1]))))
+        emit(ev.CheckpointSaved(self.total_steps, f"{self.run_dir}/checkpoints/step-{self.total_steps}", "final"))
+        emit(ev.Finished(self.run_id, f"{self.run_dir}/adapter", {"final_loss": fake_loss(self.total_steps)}))
+        return FakeResult(self.run_id, self.run_dir, "finished", f"{self.run_dir}/adapter")
+
+    def _hold(self, stop: threading.Event, pause: threading.Event) -> None:
+        self.holding.set()
+        while not self._gate.wait(0.005):
+            if stop.is_set() or pause.is_set():
+                break
+        self.holding.clear()
+
+    def _step(self, step: int) -> ev.Step:
+        return ev.Step(step, self.total_steps, fake_loss(step), 3e-3 * min(1.0, step / 5), 0.8, 2150.0 + step,
+                       step * 8, step * 1100, step * 0.5, (self.total_steps - step) * 0.5,
+                       memory_allocated=int(3.9 * GIB), memory_reserved=int(4.9 * GIB))
+
+    def _stop(self, emit: Callable[[ev.Event], None], step: int, paused: bool) -> FakeResult:
+        self.saved_step = step
+        path = f"{self.run_dir}/checkpoints/step-{step}"
+        emit(ev.CheckpointSaved(step, path, "pause" if paused else "stop"))
+        emit(ev.Stopped(self.run_id, step, path, paused=paused))
+        return FakeResult(self.run_id, self.run_dir, "paused" if paused else "stopped")
+
+
+@dataclass
+class FakePreview:
+    rows: int
+    lengths: list[int]
+    max_length: int
+    dropped_share: float
+    examples: list[str]
+
+
+def fake_preview(cfg: Config) -> FakePreview:
+    lengths = [40 + (i * 37) % 260 for i in range(400)]
+    dropped = sum(n > cfg.data.max_length for n in lengths) / len(lengths)
+    examples = [f"### Instruct:\nHow was your weekend?\n### Output:\n{FAKE_ANSWERS[0]}\n### End",
+                f"### Instruct:\nAny tips for sleeping better?\n### Output:\n{FAKE_ANSWERS[1]}\n### End"]
+    return FakePreview(len(lengths), lengths, cfg.data.max_length, dropped, examples)
+
+
+def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = None, *,
+                  readings: list[GpuReading] | None = None, runs: list[RunChoice] | None = None,
+                  gpu_interval: float | None = None, plan: PlanView = FIXED_PLAN,
+                  preview: Callable[[Config], Any] = fake_preview) -> Services:
+    readings = FIXED_READINGS if readings is None else readings
+    runs = [RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")] if runs is None else runs
+    return Services(run_training=engine or FakeEngine(), list_runs=lambda: list(runs),
+                    probe_hardware=lambda: FIXED_REPORT, sample_gpus=lambda: list(readings),
+                    plan_vram=lambda cfg, report: plan, preview_data=preview, clock=clock or FakeClock(),
+                    gpu_interval=gpu_interval)

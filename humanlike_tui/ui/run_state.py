@@ -1,0 +1,201 @@
+"""What the Train screen shows, kept on the main thread: histories for the charts, the latest
+numbers, the log and the sample answers. The app feeds it engine events and GPU readings in its
+message handlers; the screen only reads it. Pure Python, so it is tested without a terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+
+from humanlike_tui import events as ev
+from humanlike_tui.config import Config
+from humanlike_tui.ui import format as fmt
+from humanlike_tui.ui.event_text import describe
+from humanlike_tui.ui.services import GpuReading
+
+ACTIVE = ("starting", "training", "stopping", "pausing")
+LOG_LINES = 2000
+VRAM_POINTS = 3600  # an hour at one reading a second; older points scroll off the chart
+
+
+class EnergyMeter:
+    """Integrates power readings (W) over time into Wh with the trapezoid rule. Paused between runs
+    and while a run is paused, so an idle GPU is not billed to the training; a gap longer than
+    MAX_GAP_S (the UI was busy, the sampler hung) is not bridged, since guessing would invent energy."""
+
+    MAX_GAP_S = 10.0
+
+    def __init__(self) -> None:
+        self.wh = 0.0
+        self._last: tuple[float, float] | None = None
+
+    def add(self, t: float, watts: float) -> None:
+        if self._last is not None and 0 < t - self._last[0] <= self.MAX_GAP_S:
+            t0, w0 = self._last
+            self.wh += (w0 + watts) / 2 * (t - t0) / 3600
+        self._last = (t, watts)
+
+    def pause(self) -> None:
+        self._last = None
+
+    def cost(self, price_per_kwh: float) -> float:
+        return self.wh / 1000 * price_per_kwh
+
+
+@dataclass(frozen=True)
+class VramPoint:
+    t: float  # seconds since the run began
+    used: int
+    reserved: int | None
+    total: int
+
+
+@dataclass(frozen=True)
+class SampleBlock:
+    step: int
+    eval_loss: float
+    answers: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class RunTracker:
+    status: str = "idle"  # idle | starting | training | stopping | pausing | paused | stopped | finished | failed
+    config: Config | None = None
+    run_id: str = ""
+    run_dir: str = ""
+    method: str = ""
+    device: str = ""
+    total_steps: int = 0
+    step: int = 0
+    start_step: int = 0
+    phase: str = ""
+    lr: float | None = None
+    tokens_per_s: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    train: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[tuple[int, float]] = field(default_factory=list)
+    vram: deque[VramPoint] = field(default_factory=lambda: deque(maxlen=VRAM_POINTS))
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    log_total: int = 0  # lines ever logged; the screen appends only what it has not shown yet
+    samples: list[SampleBlock] = field(default_factory=list)
+    checkpoint: str = ""
+    adapter_dir: str = ""
+    failure: str = ""
+    energy: EnergyMeter = field(default_factory=EnergyMeter)
+    gpu_index: int = 0
+    has_gpu: bool = False
+    t0: float = 0.0
+    reserved_from_steps: int | None = None
+    version: int = 0  # bumped on every change, so the screen redraws only when needed
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in ("paused", "stopped") and bool(self.run_id)
+
+    def begin(self, cfg: Config, now: float, *, resume: str | None = None) -> None:
+        """A new run, or the paused/stopped run of this session continued (history kept: same curve)."""
+        continuing = resume is not None and resume == self.run_id
+        if not continuing:
+            self._reset()
+            self.t0 = now
+            self.total_steps = cfg.train.max_steps
+        self.config = cfg
+        self.failure = ""
+        self.status = "starting"
+        self.add_log(now, f"resuming run {resume}" if resume else "starting a new run (loading the model ...)")
+
+    def _reset(self) -> None:
+        """Fresh figures for a new run; the log and version run on across runs (the log pane keeps them)."""
+        fresh = RunTracker()
+        for f in dataclasses.fields(self):
+            if f.name not in ("log", "log_total", "version"):
+                setattr(self, f.name, getattr(fresh, f.name))
+
+    def add_log(self, now: float, text: str) -> None:
+        self.log.append(f"[{fmt.clock_stamp(now)}] {text}")
+        self.log_total += 1
+        self.version += 1
+
+    def apply(self, event: ev.Event, now: float) -> None:
+        self._update(event)
+        line = describe(event)
+        if line is not None:
+            self.add_log(now, line)
+        self.version += 1
+
+    def _update(self, event: ev.Event) -> None:
+        match event:
+            case ev.RunStarted():
+                self.status = "training"
+                self.run_id, self.run_dir, self.method = event.run_id, event.run_dir, event.method
+                self.device, self.total_steps, self.start_step = event.device, event.total_steps, event.start_step
+                self.step = max(self.step, event.start_step)
+                # The engine names the device ("NVIDIA ... (bf16)" or "CPU (fp32)") and trains on torch's
+                # current GPU, which is the first one the process sees.
+                self.has_gpu = not event.device.lower().startswith("cpu")
+            case ev.Step():
+                self.step, self.total_steps, self.phase = event.step, event.total_steps, event.phase
+                self.lr, self.tokens_per_s = event.lr, event.tokens_per_s
+                self.elapsed_s, self.eta_s = event.elapsed_s, event.eta_s
+                self.train.append((event.step, event.loss))
+                if event.memory_reserved:
+                    self.reserved_from_steps = event.memory_reserved
+            case ev.Eval():
+                self.evals.append((event.step, event.eval_loss))
+                if event.samples:
+                    self.samples.append(SampleBlock(event.step, event.eval_loss, tuple(event.samples)))
+            case ev.CheckpointSaved():
+                self.checkpoint = event.path
+            case ev.Stopped():
+                self.status = "paused" if event.paused else "stopped"
+                self.run_id = event.run_id or self.run_id
+                self.checkpoint = event.checkpoint or self.checkpoint
+                self.energy.pause()
+            case ev.Finished():
+                self.status = "finished"
+                self.adapter_dir = event.adapter_dir
+                self.energy.pause()
+            case ev.Failed():
+                self.status = "failed"
+                self.failure = event.reason
+                self.run_id = event.run_id or self.run_id
+                self.energy.pause()
+
+    def request(self, what: str, now: float) -> None:
+        """The user pressed Stop or Pause: shown at once, while the engine finishes its step and saves."""
+        self.status = {"stop": "stopping", "pause": "pausing"}[what]
+        verb = "stopping" if what == "stop" else "pausing"
+        self.add_log(now, f"{verb}: finishing the current step and saving a checkpoint ...")
+
+    def worker_ended(self, now: float, status: str | None, error: str | None) -> None:
+        """The training thread returned or raised. Events normally said it already; this covers the rest."""
+        if error is not None:
+            if self.status != "failed":
+                self.status, self.failure = "failed", error
+                self.add_log(now, f"FAILED: {error}")
+        elif status and self.status in ACTIVE:
+            self.status = status
+        self.energy.pause()
+        self.version += 1
+
+    def training_gpu(self, readings: list[GpuReading] | None) -> GpuReading | None:
+        if not readings:
+            return None
+        return next((r for r in readings if r.index == self.gpu_index), readings[0])
+
+    def add_readings(self, readings: list[GpuReading], now: float) -> None:
+        gpu = self.training_gpu(readings)
+        if gpu is None:
+            return
+        reserved = gpu.reserved_bytes if gpu.reserved_bytes is not None else self.reserved_from_steps
+        self.vram.append(VramPoint(now - self.t0, gpu.used_bytes, reserved, gpu.total_bytes))
+        if self.status == "training" and self.has_gpu and gpu.power_w is not None:
+            self.energy.add(now, gpu.power_w)
+        self.version += 1
+

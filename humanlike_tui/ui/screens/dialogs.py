@@ -1,0 +1,87 @@
+"""Modal dialogs that return a value to the caller (push_screen(dialog, callback))."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from humanlike_tui.ui.services import RunChoice
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{
+    width: 72; height: auto; max-height: 80%;
+    border: thick $primary; background: $surface; padding: 1 2;
+}}
+{name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
+{name} .dialog-buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
+{name} .dialog-buttons Button {{ margin-left: 2; }}
+"""
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; dismisses with True for yes."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmDialog")
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, title: str, question: str, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self._title, self._question, self._yes, self._no = title, question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, classes="dialog-title")
+            yield Static(self._question)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self._no, id="no")
+                yield Button(self._yes, id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class RunPicker(ModalScreen[RunChoice | None]):
+    """Choose an earlier run to resume; dismisses with None on escape."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="RunPicker") + "RunPicker OptionList { height: auto; max-height: 20; }"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, runs: list[RunChoice], where: str = "") -> None:
+        super().__init__()
+        self._runs = runs
+        self._where = where
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Resume an earlier run", classes="dialog-title")
+            if self._runs:
+                yield OptionList(*[Option(r.label, id=str(i)) for i, r in enumerate(self._runs)])
+                yield Static("enter: resume from its last checkpoint · escape: cancel", classes="dialog-hint")
+            else:
+                yield Static(id="no-runs", content=f"No earlier runs found{(' in ' + self._where) if self._where else ''}. "
+                             "Start one from the Config screen (F2).")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self._runs[int(event.option.id or 0)])
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

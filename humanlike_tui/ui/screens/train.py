@@ -1,0 +1,177 @@
+"""Train: the live view of a run. Reads the RunTracker the app fills from engine events; redraws
+at most a few times a second (the app batches), so a fast trainer cannot flood the terminal."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Static
+
+from humanlike_tui.ui import format as fmt
+from humanlike_tui.ui.run_state import RunTracker
+from humanlike_tui.ui.state import WorkbenchState
+from humanlike_tui.ui.widgets.charts import LossChart, VramChart
+
+STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
+                "pausing": "bold yellow", "paused": "bold yellow", "stopped": "bold yellow",
+                "finished": "bold green", "failed": "bold red"}
+
+# Which button each status allows: the same rule as the app's check_action for the keys.
+BUTTONS = {"new": "app.start_training", "stop": "app.stop_training", "pause": "app.pause_training",
+           "resume": "app.resume_training", "earlier": "app.resume_earlier"}
+
+
+def status_text(t: RunTracker) -> Text:
+    text = Text()
+    text.append(f" {t.status.upper()} ", style=STATUS_STYLE.get(t.status, "bold") + " reverse")
+    if t.run_id:
+        text.append(f" run {t.run_id}")
+    if t.method:
+        text.append(f" · {t.method}{'/' + t.phase if t.phase and t.phase != t.method else ''}")
+    if t.device:
+        text.append(f" · {t.device}")
+    return text
+
+
+def stats_text(t: RunTracker, price_per_kwh: float) -> Text:
+    parts = [f"elapsed {fmt.duration(t.elapsed_s)}", f"ETA {fmt.duration(t.eta_s)}",
+             f"lr {fmt.learning_rate(t.lr)}", f"{fmt.rate(t.tokens_per_s)} tok/s"]
+    if t.train:
+        parts.append(f"loss {t.train[-1][1]:.3f}")
+    if t.evals:
+        parts.append(f"eval {t.evals[-1][1]:.3f}")
+    if t.has_gpu or t.energy.wh:
+        parts.append(f"{t.energy.wh:.2f} Wh ≈ {t.energy.cost(price_per_kwh):.4f} at {price_per_kwh:g}/kWh")
+    elif t.device:
+        parts.append("energy: no power reading on CPU")
+    return Text(" · ".join(parts))
+
+
+def idle_hint(t: RunTracker) -> str:
+    if t.status == "idle":
+        return "No run yet: press n (or Start on the Config screen, F2); e resumes an earlier run."
+    if t.status == "failed":
+        return f"Failed: {t.failure}"
+    if t.status == "paused":
+        return "Paused: GPU memory freed, checkpoint saved. Press r to resume exactly where it stopped."
+    if t.status == "stopped":
+        return f"Stopped with a checkpoint ({t.checkpoint}). r resumes it, n starts a new run."
+    if t.status == "finished":
+        return f"Finished. Adapter: {t.adapter_dir}"
+    return ""
+
+
+class TrainScreen(Screen):
+    SUB_TITLE = "Train"
+    BINDINGS = [
+        Binding("n", "app.start_training", "New run"),
+        Binding("s", "app.stop_training", "Stop"),
+        Binding("p", "app.pause_training", "Pause"),
+        Binding("r", "app.resume_training", "Resume"),
+        Binding("e", "app.resume_earlier", "Earlier run"),
+    ]
+    DEFAULT_CSS = """
+    TrainScreen #train-head { height: auto; padding: 0 1; }
+    TrainScreen #progress-row { height: 1; }
+    TrainScreen #status { width: auto; margin-right: 2; }
+    TrainScreen ProgressBar { width: 1fr; }
+    TrainScreen ProgressBar Bar { width: 1fr; }
+    TrainScreen #step-label { width: auto; margin-left: 2; }
+    TrainScreen #hint { color: $text-warning; height: auto; }
+    TrainScreen #charts { height: 1fr; min-height: 10; }
+    TrainScreen #bottom { height: 1fr; }
+    TrainScreen #bottom > Vertical { width: 1fr; }
+    TrainScreen .pane-title { text-style: bold; color: $text-accent; padding: 0 1; }
+    TrainScreen RichLog { height: 1fr; padding: 0 1; background: $surface; }
+    TrainScreen #buttons { height: auto; padding: 0 1; }
+    TrainScreen #buttons Button { margin-right: 1; }
+    """
+
+    def __init__(self, state: WorkbenchState) -> None:
+        super().__init__()
+        self.state = state
+        self._drawn_version = -1
+        self._log_shown = 0
+        self._samples_shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="train-head"):
+            with Horizontal(id="progress-row"):
+                yield Static("", id="status")
+                yield ProgressBar(total=self.state.config.train.max_steps, show_eta=False, id="progress")
+                yield Static("", id="step-label")
+            yield Static("", id="stats")
+            yield Static("", id="hint")
+        with Horizontal(id="charts"):
+            yield LossChart(id="loss-chart")
+            yield VramChart(id="vram-chart")
+        with Horizontal(id="bottom"):
+            with Vertical():
+                yield Label("Answers at each evaluation", classes="pane-title")
+                yield RichLog(id="samples", wrap=True, markup=False)
+            with Vertical():
+                yield Label("Log", classes="pane-title")
+                yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
+        with Horizontal(id="buttons"):
+            yield Button("New run", id="new", variant="success")
+            yield Button("Stop", id="stop", variant="error")
+            yield Button("Pause", id="pause", variant="warning")
+            yield Button("Resume", id="resume", variant="primary")
+            yield Button("Earlier run ...", id="earlier")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_view()
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        await self.run_action(BUTTONS[event.button.id or ""])
+
+    def refresh_view(self) -> None:
+        t = self.state.tracker
+        if t.version == self._drawn_version:
+            return
+        self._drawn_version = t.version
+        price = (t.config or self.state.config).train.price_per_kwh
+        self.query_one("#status", Static).update(status_text(t))
+        total = max(t.total_steps or self.state.config.train.max_steps, 1)
+        self.query_one(ProgressBar).update(total=total, progress=min(t.step, total))
+        self.query_one("#step-label", Static).update(f"step {t.step}/{total}")
+        self.query_one("#stats", Static).update(stats_text(t, price))
+        hint = idle_hint(t)
+        hint_widget = self.query_one("#hint", Static)
+        hint_widget.update(hint)
+        hint_widget.display = bool(hint)
+        self.query_one(LossChart).show(t.train, t.evals, total)
+        self.query_one(VramChart).show(t.vram, has_gpu=bool(self.state.readings))
+        self._append_log(t)
+        self._append_samples(t)
+        for button_id, action in BUTTONS.items():
+            self.query_one(f"#{button_id}", Button).disabled = not self.app.check_action(action.removeprefix("app."), ())
+
+    def _append_log(self, t: RunTracker) -> None:
+        new = t.log_total - self._log_shown
+        if new > 0:
+            log = self.query_one("#log", RichLog)
+            for line in list(t.log)[-min(new, len(t.log)):]:
+                log.write(line)
+            self._log_shown = t.log_total
+
+    def _append_samples(self, t: RunTracker) -> None:
+        pane = self.query_one("#samples", RichLog)
+        if len(t.samples) < self._samples_shown:  # a new run began: start the pane afresh
+            pane.clear()
+            self._samples_shown = 0
+        for block in t.samples[self._samples_shown:]:
+            pane.write(Text(f"── step {block.step} · eval loss {block.eval_loss:.3f} ──", style="bold"))
+            for prompt, answer in block.answers:
+                pane.write(Text(f"> {prompt}", style="cyan"))
+                pane.write(Text(answer.strip() or "(empty answer)"))
+        self._samples_shown = len(t.samples)

@@ -1,0 +1,83 @@
+"""Live charts on textual-plotext. Each chart draws from data handed to it on the main thread and
+uses its own `self.plt` (the global plotext module would be shared by every chart)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual_plotext import PlotextPlot
+
+from humanlike_tui.ui.format import GIB
+
+MAX_POINTS = 600  # more points than terminal cells only slows plotext down
+
+
+def thin(points: Sequence[tuple[float, float]], limit: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """Every k-th point, always keeping the newest, so long runs redraw as fast as short ones."""
+    if not points:
+        return [], []
+    k = max(1, -(-len(points) // limit))
+    kept = list(points[::k])
+    if kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return [p[0] for p in kept], [p[1] for p in kept]
+
+
+class LossChart(PlotextPlot):
+    """Train loss at every step and eval loss at each evaluation, over the run's steps."""
+
+    DEFAULT_CSS = """
+    LossChart { height: 1fr; min-height: 8; }
+    """
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.show([], [], 0)
+
+    def show(self, train: Sequence[tuple[int, float]], evals: Sequence[tuple[int, float]], total_steps: int) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title("loss" if train else "loss (waiting for the first step)")
+        plt.xlabel("step")
+        if train:
+            xs, ys = thin(train)
+            plt.plot(xs, ys, label="train", marker="braille", color="cyan")
+        if evals:
+            xs, ys = thin(evals)
+            plt.plot(xs, ys, label="eval", marker="hd", color="orange")
+        plt.xlim(0, max(total_steps, 1))
+        self.refresh()
+
+
+class VramChart(PlotextPlot):
+    """GPU memory over time: what the driver says is used (everything on the card) and what torch's
+    allocator holds (this process), under the card's total as the ceiling."""
+
+    DEFAULT_CSS = """
+    VramChart { height: 1fr; min-height: 8; }
+    """
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.show([], has_gpu=True)
+
+    def show(self, points: Sequence, *, has_gpu: bool) -> None:
+        """points: VramPoint-like objects (t seconds, used, reserved, total bytes)."""
+        plt = self.plt
+        plt.clear_data()
+        plt.xlabel("seconds")
+        if not points:
+            plt.title("VRAM GiB (no GPU reading: training on CPU)" if not has_gpu else "VRAM GiB (waiting for a reading)")
+            self.refresh()
+            return
+        total = points[-1].total / GIB
+        plt.title(f"VRAM GiB (total {total:.1f})")
+        xs, used = thin([(p.t, p.used / GIB) for p in points])
+        plt.plot(xs, used, label="used (driver)", marker="braille", color="green")
+        reserved = [(p.t, p.reserved / GIB) for p in points if p.reserved is not None]
+        if reserved:
+            rx, ry = thin(reserved)
+            plt.plot(rx, ry, label="reserved (torch)", marker="braille", color="magenta")
+        plt.hline(total, "red")
+        plt.ylim(0, max(total * 1.05, 0.1))
+        self.refresh()

@@ -1,0 +1,89 @@
+"""Hardware screen: the report as a table, live GPU bars, the plan verdict for the current config,
+and clear messages when there is no GPU or the probe breaks."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Static
+
+from humanlike_tui.ui.fakes import FakeClock
+from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
+from humanlike_tui.ui.services import PlanView
+from humanlike_tui.ui.widgets.gpu_bars import GpuBars
+from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from ui_helpers import SIZE, build, feed_readings, settle
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def test_report_bars_and_plan():
+    clock = FakeClock()
+    app = build(clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, HardwareScreen)
+        table = app.screen.query_one(DataTable)
+        rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        assert rows["gpus[0].name"] == "NVIDIA GeForce RTX 4060 Laptop GPU"
+        assert rows["gpus[0].memory_total"] == "8.00 GiB"
+        assert rows["nvml.driver_version"] == "570.124.06"
+        assert "bf16" in text_of(app.screen.query_one("#hw-advice"))
+        assert "reading the GPUs" in text_of(app.screen.query_one(GpuBars))
+        await feed_readings(pilot, clock, 1)
+        bars = text_of(app.screen.query_one(GpuBars))
+        assert "GPU 0  NVIDIA GeForce RTX 4060 Laptop GPU" in bars  # name from the report
+        assert "5.6 / 8.0 GiB" in bars and "87%" in bars and "95 W" in bars
+        plan = text_of(app.screen.query_one(PlanPanel))
+        assert plan.startswith("FITS") and "5.4 of 8.0 GiB" in plan
+        assert "builtin:tiny-phi" in text_of(app.screen.query_one("#hw-config"))
+
+
+async def test_no_gpu_and_broken_probe_are_explained():
+    def broken_probe():
+        raise RuntimeError("NVML exploded")
+
+    app = build(readings=[])
+    app.services.probe_hardware = broken_probe
+    async with app.run_test(size=SIZE) as pilot:
+        await feed_readings(pilot, FakeClock(), 1, readings=[])
+        await pilot.pause(0.1)
+        assert "No NVIDIA GPU found" in text_of(app.screen.query_one(GpuBars))
+        assert "hardware probe failed: unexpected error: RuntimeError: NVML exploded" in text_of(
+            app.screen.query_one("#hw-error"))
+        assert "no VRAM estimate without a hardware report" in text_of(app.screen.query_one(PlanPanel))
+
+
+async def test_plan_follows_the_config_and_shows_planner_errors():
+    seen = []
+
+    def planner(cfg, hardware):
+        seen.append(cfg.lora.r)
+        if cfg.lora.r == 64:
+            raise ImportError("no memory module")
+        return PlanView("tight", f"r={cfg.lora.r}")
+
+    app = build(initial_screen="config")
+    app.services.plan_vram = planner
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.state.plan.headline == "r=16"
+        (await app.screen.form.reveal("lora.r")).set_value(64)
+        await pilot.pause(0.6)  # the debounce, then the worker
+        await pilot.press("f1")
+        await settle(pilot)
+        assert seen[-1] == 64
+        assert "VRAM estimate unavailable" in text_of(app.screen.query_one(PlanPanel))
+
+
+async def test_gpu_polling_worker_runs_and_stops():
+    app = build(gpu_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        assert app.state.readings and app.state.readings[0].power_w == 95.0
+    assert app._shutting_down.is_set()
+
+
+def test_flatten_formats_bytes_bools_and_lists():
+    rows = dict(flatten({"gpus": [{"memory_total": 2 * 1024**3, "bf16": False}], "errors": [], "x": None}))
+    assert rows == {"gpus[0].memory_total": "2.00 GiB", "gpus[0].bf16": "no", "errors": "—", "x": "—"}

@@ -1,0 +1,77 @@
+"""The shell: five screens on F1-F5 and in the command palette, placeholders for part 2, and the
+app's first frame without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from textual.widgets import Static
+
+from humanlike_tui.ui.app import SCREENS
+from humanlike_tui.ui.screens.adapters import AdaptersScreen
+from humanlike_tui.ui.screens.chat import ChatScreen
+from humanlike_tui.ui.screens.config import ConfigScreen
+from humanlike_tui.ui.screens.hardware import HardwareScreen
+from humanlike_tui.ui.screens.train import TrainScreen
+from ui_helpers import SIZE, build, wait_until
+
+
+async def test_function_keys_switch_between_the_five_screens():
+    app = build()
+    async with app.run_test(size=SIZE) as pilot:
+        for key, cls in (("f2", ConfigScreen), ("f3", TrainScreen), ("f4", ChatScreen), ("f5", AdaptersScreen),
+                         ("f1", HardwareScreen)):
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
+            assert app.sub_title == cls.SUB_TITLE or app.screen.sub_title == cls.SUB_TITLE
+
+
+async def test_placeholders_say_part_2():
+    app = build(initial_screen="chat")
+    async with app.run_test(size=SIZE) as pilot:
+        assert "coming in part 2" in str(app.screen.query_one(".placeholder", Static).render())
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: isinstance(app.screen, AdaptersScreen))
+        assert "coming in part 2" in str(app.screen.query_one(".placeholder", Static).render())
+
+
+async def test_command_palette_offers_screens_and_training_actions():
+    app = build(initial_screen="config")
+    async with app.run_test(size=SIZE) as pilot:
+        names = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (t for _, t, _ in SCREENS.values()):
+            assert f"{title} screen" in names
+        for name in ("Start training", "Stop training", "Pause training", "Resume training",
+                     "Resume an earlier run", "Save config", "Load config"):
+            assert name in names
+        train_cmd = next(c for c in app.get_system_commands(app.screen) if c.title == "Train screen")
+        train_cmd.callback()
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen))
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"pause")
+        await pilot.press("escape")
+
+
+async def test_quit_without_a_run_exits_at_once():
+    app = build()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0
+
+
+def test_first_frame_does_not_import_torch_or_the_engine():
+    code = ("import sys, humanlike_tui.ui.app; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('humanlike_tui.engine', 'transformers'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_engine_never_imports_textual():
+    code = ("import sys, importlib, pkgutil, humanlike_tui.engine as e; "
+            "[importlib.import_module(f'humanlike_tui.engine.{m.name}') for m in pkgutil.iter_modules(e.__path__)]; "
+            "bad = [m for m in sys.modules if m.startswith(('textual', 'humanlike_tui.ui'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
