@@ -20,6 +20,15 @@ FIXED_READINGS = [GpuReading(index=0, name="GPU 0", used_bytes=int(5.6 * GIB),
                              total_bytes=8 * GIB, reserved_bytes=int(4.9 * GIB), util_pct=87.0, temp_c=68.0,
                              power_w=95.0)]
 
+def ramp_readings(second: int) -> list[GpuReading]:
+    """A GPU filling up as a run loads its model, then steady with a little wiggle (charts that look real)."""
+    load = min(1.0, second / 6)
+    used = 0.6 + 5.0 * load + 0.05 * math.sin(second)
+    reserved = 4.6 * load + 0.04 * math.sin(second * 0.7)
+    return [GpuReading(0, "GPU 0", int(used * GIB), 8 * GIB, int(max(reserved, 0) * GIB), 20 + 70 * load,
+                       45 + 23 * load, 18 + 80 * load)]
+
+
 GPU_NAME = "NVIDIA GeForce RTX 4060 Laptop GPU"
 FIXED_REPORT = HardwareView(
     table={"gpus": [{"index": 0, "name": GPU_NAME, "compute_capability": [8, 9], "memory_total": 8 * GIB,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from humanlike_tui.config import load_preset
 from humanlike_tui.ui.app import WorkbenchApp, make_app
-from humanlike_tui.ui.fakes import FIXED_READINGS, FakeClock, FakeEngine, fake_services
+from humanlike_tui.ui.fakes import FIXED_READINGS, FakeClock, FakeEngine, fake_services, ramp_readings
 from humanlike_tui.ui.messages import GpuSamples
 
 SIZE = (120, 40)
@@ -47,11 +47,12 @@ async def settle(pilot: Pilot) -> None:
 
 
 async def feed_readings(pilot: Pilot, clock: FakeClock, n: int, readings=FIXED_READINGS, step_s: float = 1.0) -> None:
-    """GPU readings one second apart on the fake clock, each handled before the next (no merging)."""
+    """GPU readings one second apart on the fake clock, each handled before the next (no merging).
+    `readings` is a list, or a function of the reading's number giving one."""
     app = pilot.app
-    for _ in range(n):
+    for i in range(n):
         clock.advance(step_s)
-        app.post_message(GpuSamples(list(readings), clock()))
+        app.post_message(GpuSamples(list(readings(i) if callable(readings) else readings), clock()))
         await pilot.pause(0)  # waits until the message is handled, without the idle-CPU heuristic
 
 
@@ -67,17 +68,54 @@ def no_blink(app: WorkbenchApp) -> None:
         widget.cursor_blink = False
 
 
-async def run_to_hold(pilot: Pilot, engine: FakeEngine, clock: FakeClock, readings: int = 6) -> None:
+async def run_to_hold(pilot: Pilot, engine: FakeEngine, clock: FakeClock, readings: int = 6,
+                      pattern=FIXED_READINGS) -> None:
     """Start a run from the Train screen and let the fake engine reach its hold step, with VRAM readings."""
     await pilot.press("f3")
     await pilot.press("n")
     await wait_until(pilot, engine.holding.is_set, what="the engine to reach its hold step")
-    await feed_readings(pilot, clock, readings)
+    await feed_readings(pilot, clock, readings, pattern)
     await settle(pilot)
+
+
+def train_scene() -> tuple[WorkbenchApp, Callable[[Pilot], Awaitable[None]]]:
+    """The Train screen mid-run (step 45 of 60, three evaluations, a minute of VRAM readings): the
+    snapshot test and the README screenshot both use it."""
+    engine, clock = FakeEngine(total_steps=60, eval_every=15, hold_at=45), FakeClock()
+    app = build(engine, clock)
+
+    async def run_before(pilot: Pilot) -> None:
+        await run_to_hold(pilot, engine, clock, readings=60, pattern=ramp_readings)
+        no_blink(app)
+
+    return app, run_before
 
 
 def wait_for_worker_end(app: WorkbenchApp) -> Callable[[], bool]:
     return lambda: not app.state.tracker.active
 
 
-__all__ = ["SIZE", "build", "wait_until", "settle", "feed_readings", "no_blink", "run_to_hold", "asyncio"]
+
+
+def write_train_screenshot(path: str = "docs/train-screen.svg") -> None:
+    """Regenerate the README's screenshot: python tests/ui/ui_helpers.py [path]."""
+    app, run_before = train_scene()
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await run_before(pilot)
+            target = Path(path)
+            app.save_screenshot(target.name, str(target.parent))
+            await pilot.press("s")
+            await wait_until(pilot, lambda: not app.state.tracker.active)
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+    import tempfile
+
+    os.environ.setdefault("HUMANLIKE_TUI_HOME", tempfile.mkdtemp())  # never the user's real config
+    write_train_screenshot(*sys.argv[1:])

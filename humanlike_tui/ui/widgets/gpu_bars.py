@@ -27,10 +27,9 @@ def render_readings(readings: list[GpuReading] | None, names: dict[int, str] | N
         text.append(f"GPU {r.index}  {(names or {}).get(r.index, r.name)}\n", style="bold")
         text.append("  memory ")
         text.append(fmt.bar(mem, BAR), style=_style(mem))
-        text.append(f" {fmt.gib(r.used_bytes)} / {fmt.gib(r.total_bytes)} GiB")
-        if r.reserved_bytes is not None:
-            text.append(f"  (torch reserved {fmt.gib(r.reserved_bytes)})", style="dim")
-        text.append("\n")
+        text.append(f" {fmt.gib(r.used_bytes)} / {fmt.gib(r.total_bytes)} GiB\n")
+        if r.reserved_bytes:
+            text.append(f"  of which this app's torch reserved {fmt.gib(r.reserved_bytes)} GiB\n", style="dim")
         if r.util_pct is not None:
             util = r.util_pct / 100
             text.append("  compute")

@@ -1,0 +1,192 @@
+"""Scripted stand-ins for the Chat and Adapters screens: a fixed library of runs and a generator that
+streams scripted answers, can hold mid-answer (so a test can press Stop) or fail. Deterministic, no
+torch; the pilot and snapshot tests run the real screens against these."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from humanlike_tui.config import Config, load_preset
+from humanlike_tui.engine.chat_events import AnswerDone, AnswerStarted, AnswerText, GenerationError
+from humanlike_tui.engine.generate import Answer, Exchange, GenSettings
+from humanlike_tui.engine.library import AdapterInfo
+from humanlike_tui.errors import StoreError
+from humanlike_tui.ui.chat_services import ChatServices
+
+MB = 1024 * 1024
+FIXED_NOW = 1767268800.0  # 2026-01-01 12:00 UTC
+
+
+def fake_info(name: str, *, status: str = "finished", steps: int = 60, max_steps: int = 60,
+              eval_loss: float | None = 1.8421, created: float = FIXED_NOW - 86400, method: str = "sft",
+              size: int = 58 * MB, last_checkpoint: int | None = 60, base: str = "microsoft/phi-2") -> AdapterInfo:
+    complete = status == "finished"
+    return AdapterInfo(name=name, status=status, complete=complete, base_model=base,
+                       data_source="HumanLLMs/Human-Like-DPO-Dataset", method=method, steps=steps,
+                       max_steps=max_steps, final_loss=1.7012 if complete else None, final_eval_loss=eval_loss,
+                       created=created, finished=created + 3600 if complete else None, size_bytes=size,
+                       adapter_bytes=20 * MB if complete else 0, last_checkpoint=last_checkpoint,
+                       run_dir=f"/runs/{name}", adapter_dir=f"/runs/{name}/adapter",
+                       error="loss became NaN at step 12" if status == "failed" else "")
+
+
+def fake_library() -> list[AdapterInfo]:
+    return [fake_info("warm-sft-v2", created=FIXED_NOW - 3600),
+            fake_info("cozy-dpo", status="paused", steps=30, eval_loss=2.1034, method="dpo", last_checkpoint=30,
+                      created=FIXED_NOW - 7200, size=41 * MB),
+            fake_info("warm-sft-v1", eval_loss=2.0517, created=FIXED_NOW - 86400 * 3),
+            fake_info("crashed-run", status="interrupted", steps=12, eval_loss=None, last_checkpoint=None,
+                      created=FIXED_NOW - 86400 * 4, size=3 * MB)]
+
+
+SCRIPTS = {
+    "base": ["I", " am", " an", " AI", " language", " model", ".", " I", " do", " not", " have", " weekends", "."],
+    "adapter": ["Oh", ",", " it", " was", " lovely", "!", " Slept", " in", ",", " then", " pancakes", ".",
+                " You", "?"],
+}
+
+
+class FakeGenerator:
+    """Streams SCRIPTS per side through the engine's events, like engine.generate.Generator.
+
+    hold_after: after that many pieces of the first side, wait until `release()` or Stop (tests press Stop).
+    fail_side: raise GenerationError when that side starts (after its AnswerStarted, as an OOM would)."""
+
+    def __init__(self, name: str, config: Config | None = None, *, scripts: dict[str, list[str]] | None = None,
+                 hold_after: int | None = None, fail_side: str | None = None):
+        self.name = name
+        self.config = config or load_preset("demo")
+        self.scripts = scripts or SCRIPTS
+        self.hold_after, self.fail_side = hold_after, fail_side
+        self.calls: list[tuple[str, list[Any], GenSettings]] = []
+        self.closed = False
+        self.holding = threading.Event()
+        self._gate = threading.Event()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def answer_both(self, prompt: str, history=(), settings: GenSettings | None = None, emit=lambda e: None,
+                    stop: threading.Event | None = None, sides=("base", "adapter")) -> Exchange:
+        settings = settings or GenSettings.from_config(self.config)
+        stop = stop or threading.Event()
+        self.calls.append((prompt, list(history), settings))
+        answers = {}
+        for side in sides:
+            emit(AnswerStarted(side, 12 + 20 * len(list(history)), len(list(history)), settings.max_new_tokens))
+            if side == self.fail_side:
+                raise GenerationError(f"out of GPU memory while generating the {side} answer (12 prompt tokens + up "
+                                      f"to {settings.max_new_tokens} new); lower max new tokens, start a new "
+                                      "conversation (less history), or close other programs using the memory.")
+            answers[side] = self._stream(side, settings, emit, stop)
+            emit(AnswerDone(side, answers[side].text, answers[side].tokens, answers[side].finish, 0.5))
+        return Exchange(prompt, answers, settings)
+
+    def _stream(self, side: str, settings: GenSettings, emit, stop: threading.Event) -> Answer:
+        pieces = self.scripts[side][:settings.max_new_tokens]
+        sent = []
+        for i, piece in enumerate(pieces):
+            if self.hold_after is not None and i == self.hold_after and side == "base":
+                self._hold(stop)
+            if stop.is_set():
+                return Answer(side, "".join(sent).strip(), len(sent), "stopped", 0.5)
+            emit(AnswerText(side, piece))
+            sent.append(piece)
+        finish = "length" if len(pieces) < len(self.scripts[side]) else "end"
+        return Answer(side, "".join(sent).strip(), len(sent), finish, 0.5)
+
+    def _hold(self, stop: threading.Event) -> None:
+        self.holding.set()
+        while not self._gate.wait(0.005) and not stop.is_set():
+            pass
+        self.holding.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": self.name, "base_model": self.config.model.name, "quant": self.config.quant.mode,
+                "template": self.config.data.template, "device": "cuda", "context_length": 2048}
+
+    def memory(self) -> dict[str, Any]:
+        return {"parameters": 1_521_392_640, "bytes": 1_794_000_000, "lora_parameters": 7_864_320,
+                "lora_bytes": 31_457_280}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeLibrary:
+    """A mutable library: rename, delete and export change it the way the store would."""
+
+    infos: list[AdapterInfo] = field(default_factory=fake_library)
+    exports: list[tuple[str, Path, str]] = field(default_factory=list)
+    fail_export: str = ""
+
+    def names(self) -> list[str]:
+        return [i.name for i in self.infos]
+
+    def find(self, name: str) -> AdapterInfo:
+        for info in self.infos:
+            if info.name == name:
+                return info
+        raise StoreError(f"no run named {name!r} in /runs")
+
+    def rename(self, old: str, new: str) -> None:
+        if new in self.names():
+            raise StoreError(f"a run named {new!r} already exists; choose another name")
+        info = self.find(old)
+        self.infos[self.infos.index(info)] = replace(info, name=new, run_dir=f"/runs/{new}")
+
+    def delete(self, name: str) -> None:
+        self.infos.remove(self.find(name))
+
+    def export(self, name: str, folder: Path, dtype: str, log: Callable[[str], None]) -> Path:
+        log(f"merging adapter {name}")
+        if self.fail_export:
+            raise StoreError(self.fail_export)
+        self.exports.append((name, Path(folder), dtype))
+        return Path(folder)
+
+    def details(self, name: str) -> dict[str, Any]:
+        info = self.find(name)
+        cfg = load_preset("gaming-8gb")
+        return {"info": info.to_dict(), "config": cfg.to_dict(), "checkpoints": [30, 60] if info.complete else [30],
+                "data": {"rows_read": 10884, "rows_kept": 10850, "train_rows": 10300, "eval_rows": 550},
+                "eval_metrics": {"eval_pref_accuracy": 0.91}, "duration_s": 5400.0, "tokens_per_s": 2150.0,
+                "energy_wh": 142.5, "device": "NVIDIA GeForce RTX 4060 Laptop GPU (bf16)",
+                "trainable_params": 7_864_320, "versions": {}}
+
+
+def check_name(name: str) -> str:
+    from humanlike_tui.engine.store import check_name as store_check
+
+    return store_check(name)
+
+
+def fake_chat_services(library: FakeLibrary | None = None, *,
+                       generator: Callable[[str], FakeGenerator] | None = None,
+                       open_error: Exception | None = None, transcripts: Path | None = None,
+                       exports: Path | None = None) -> ChatServices:
+    """Chat services over a FakeLibrary; `generator(name)` makes the generator an adapter opens to."""
+    library = library or FakeLibrary()
+    make = generator or (lambda name: FakeGenerator(name))
+    opened: list[FakeGenerator] = []
+
+    def open_generator(name: str, log: Callable[[str], None]) -> FakeGenerator:
+        log(f"loading {name}")
+        if open_error is not None:
+            raise open_error
+        library.find(name)
+        gen = make(name)
+        opened.append(gen)
+        return gen
+
+    services = ChatServices(list_adapters=lambda: list(library.infos), open_generator=open_generator,
+                            run_details=library.details, rename=library.rename, delete=library.delete,
+                            export=library.export, check_name=check_name, clock=lambda: FIXED_NOW,
+                            transcripts_dir=lambda: transcripts or Path("/transcripts"),
+                            exports_dir=lambda: exports or Path("/exports"))
+    services.opened = opened  # type: ignore[attr-defined]  # the generators handed out, for assertions
+    return services

@@ -1,0 +1,96 @@
+"""What the Chat and Adapters screens need from the engine, as plain callables: production imports
+the engine on first use (always inside a worker thread), tests pass scripted stand-ins
+(chat_fakes.py). Nothing here imports torch.
+
+The screens find these in the shell's `Services.extra["chat"]` (the shell's injection point, so the
+shell's Services and make_app stay as they are); when absent, the production ones are used.
+
+A generator is anything with the engine Generator's interface: `name`, `config`,
+`answer_both(prompt, history, settings, emit, stop)`, `describe()`, `memory()`, `close()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from humanlike_tui import paths
+
+Log = Callable[[str], None]
+EXTRA_KEY = "chat"
+
+
+@dataclass
+class ChatServices:
+    list_adapters: Callable[[], list[Any]]  # engine.library.AdapterInfo (or look-alikes)
+    open_generator: Callable[[str, Log], Any]
+    run_details: Callable[[str], dict[str, Any]]
+    rename: Callable[[str, str], Any]
+    delete: Callable[[str], None]
+    export: Callable[[str, Path, str, Log], Path]  # (name, folder, dtype, log) -> folder
+    check_name: Callable[[str], str]  # raises with a clear message for a name that cannot be a run name
+    clock: Callable[[], float] = time.time  # transcript timestamps (fixed in tests)
+    transcripts_dir: Callable[[], Path] = field(default=lambda: paths.config_dir() / "transcripts")
+    exports_dir: Callable[[], Path] = field(default=lambda: paths.data_dir() / "exports")
+
+
+def production_chat_services() -> ChatServices:
+    return ChatServices(list_adapters=_list_adapters, open_generator=_open_generator, run_details=_run_details,
+                        rename=_rename, delete=_delete, export=_export, check_name=_check_name)
+
+
+def chat_services(app: Any) -> ChatServices:
+    """The app's chat services (injected by tests through Services.extra), else production ones."""
+    services = getattr(app, "services", None)
+    extra = getattr(services, "extra", None)
+    if isinstance(extra, dict):
+        if not isinstance(extra.get(EXTRA_KEY), ChatServices):
+            extra[EXTRA_KEY] = production_chat_services()
+        return extra[EXTRA_KEY]
+    return production_chat_services()
+
+
+# ---- the real engine, imported on first use ----
+
+def _list_adapters() -> list[Any]:
+    from humanlike_tui.engine import library
+
+    return library.list_adapters()
+
+
+def _open_generator(name: str, log: Log) -> Any:
+    from humanlike_tui.engine.generate import Generator
+
+    return Generator.open(name, log=log)
+
+
+def _run_details(name: str) -> dict[str, Any]:
+    from humanlike_tui.engine import library
+
+    return library.run_details(name)
+
+
+def _rename(old: str, new: str) -> Any:
+    from humanlike_tui.engine import store
+
+    return store.rename_run(old, new)
+
+
+def _delete(name: str) -> None:
+    from humanlike_tui.engine import store
+
+    store.delete_run(name)
+
+
+def _export(name: str, folder: Path, dtype: str, log: Log) -> Path:
+    from humanlike_tui.engine import library
+
+    return library.export_merged(name, folder, dtype=dtype, log=log)
+
+
+def _check_name(name: str) -> str:
+    from humanlike_tui.engine import store
+
+    return store.check_name(name)
