@@ -4,6 +4,7 @@
     humanlike-tui hw --preset gaming-8gb     ... and the VRAM plan for that config
     humanlike-tui hw --preset gaming-8gb --vram 8   plan for an 8 GiB GPU (from a machine without one)
     humanlike-tui hw --json                  the same as one JSON object
+    humanlike-tui hw --preset demo --measure  ... and 3 real steps: measured peak next to the estimate
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plan for a GPU with this many GiB free instead of this machine's")
     parser.add_argument("--no-bnb-check", dest="bnb_check", action="store_false",
                         help="skip the bitsandbytes 4-bit test matmul")
+    parser.add_argument("--measure", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+                        help="also train STEPS real steps (default 3) and show the measured peak next to the "
+                             "estimate (loads the model; the check run is deleted afterwards)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,13 +38,44 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, default_preset=None)  # ConfigError -> exit 2 in cli.main
     if args.vram is not None and args.vram <= 0:
         raise ConfigError(f"--vram: must be a number of GiB > 0, got {args.vram}")
+    if args.measure and cfg is None:
+        raise ConfigError("--measure: needs a config to train; add --preset NAME or --config FILE")
+    if args.measure < 0:
+        raise ConfigError(f"--measure: must be a number of steps >= 1, got {args.measure}")
     report = probe_hardware(check_bnb=args.bnb_check)
     plan = _plan(cfg, report, args) if cfg is not None else None
-    if args.json:
-        print(json.dumps({**report.to_dict(), "plan": plan.to_dict() if plan else None}, indent=2))
-    else:
+    if not args.json:
         _print_human(report, plan)
+    check = _measure(cfg, args) if args.measure else None
+    if args.json:
+        data = {**report.to_dict(), "plan": plan.to_dict() if plan else None}
+        if check is not None:
+            data["measured"] = check.to_dict()
+        print(json.dumps(data, indent=2))
+    elif check is not None:
+        _print_check(check)
     return 0
+
+
+def _measure(cfg: Any, args: argparse.Namespace) -> Any:
+    import sys
+
+    from humanlike_tui.engine.memory import measure_peak
+
+    print(f"training {args.measure} step(s) to measure the peak ...", file=sys.stderr)
+    return measure_peak(cfg, steps=args.measure)
+
+
+def _print_check(check: Any) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    what = "torch's peak reserved memory" if check.device == "cuda" else "the process's peak RSS"
+    console.print(f"Measured over {check.steps} step(s) on {check.device} ({check.tokens:,} tokens per pass, rows "
+                  f"up to {check.seq_len}): {what} {_size(check.measured_bytes)}, estimate "
+                  f"{_size(check.estimated_bytes)} ({check.error:+.0%}).", soft_wrap=True)
+    if check.budget_reduced:
+        console.print("[yellow]The engine ran out of memory and halved its token budget during the check.[/]")
 
 
 def _plan(cfg: Any, report: Any, args: argparse.Namespace) -> Any:

@@ -112,3 +112,22 @@ def test_real_probe_end_to_end(capsys):
     assert main(["hw", "--json", "--no-bnb-check"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert isinstance(data["gpus"], list) and data["bitsandbytes"]["error"] == "not checked"
+
+
+def test_measure_flag_prints_measured_next_to_estimate(fake_probe, monkeypatch, capsys):
+    from humanlike_tui.engine import memory
+
+    fake_probe(gpu_report())
+    fake = memory.PeakCheck(device="cuda", steps=3, measured_bytes=5 * GiB, estimated_bytes=4 * GiB, seq_len=512,
+                            tokens=4096, budget_reduced=False, run_id="x")
+    monkeypatch.setattr(memory, "measure_peak", lambda cfg, steps: fake)
+    assert main(["hw", "--preset", "gaming-8gb", "--measure"]) == 0
+    assert "+25%" in capsys.readouterr().out
+    assert main(["hw", "--json", "--preset", "gaming-8gb", "--measure", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["measured"]["error"] == 0.25
+
+
+def test_measure_needs_a_config(fake_probe, capsys):
+    fake_probe(no_driver_report())
+    assert main(["hw", "--measure"]) == 2
+    assert "--measure: needs a config" in capsys.readouterr().err

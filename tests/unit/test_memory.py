@@ -128,6 +128,8 @@ def test_micro_batch_tokens_and_dpo():
     assert memory.micro_batch_tokens(cfg.replace(**{"train.micro_batch_tokens": 100})) == 512
     dpo = cfg.replace(**{"train.method": "dpo"})
     assert memory.micro_batch_tokens(dpo) == 2 * 8 * 512  # chosen + rejected in one batch
+    # the engine on the CPU runs the whole step (batch_size x grad_accum rows) in one pass
+    assert memory.micro_batch_tokens(cfg, device="cpu") == 8 * 2 * 512
 
 
 def test_compute_dtype_resolution():
