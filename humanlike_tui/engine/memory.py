@@ -663,7 +663,8 @@ def plan_memory(cfg: Config, *, device: str = "cuda", available_bytes: int | Non
     verdict = verdict_for(peak, available_bytes)
     _, missing = lora_targets(cfg, shapes)
     notes = _notes(cfg, shapes, s, missing)
-    suggestions = tuple(_suggestions(cfg, shapes, s, peak, available_bytes, verdict)) if available_bytes else ()
+    suggestions = (tuple(_suggestions(cfg, shapes, s, peak, available_bytes, verdict))
+                   if available_bytes is not None else ())
     context = next((it.bytes for it in items if it.key in ("cuda_context", "runtime")), 0)
     return MemoryPlan(
         model=cfg.model.name, shapes_source=shapes.source, device=device, compute_dtype=s.compute,
@@ -686,10 +687,25 @@ def plan_for_hardware(cfg: Config, report: Any, gpu_index: int = 0, vram_bytes: 
     if report.cuda_available:
         free = report.free_memory(gpu_index)
         name = next((g.name for g in report.gpus if g.index == gpu_index), f"GPU {gpu_index}")
+        source = f"GPU {gpu_index} ({name}) free memory, driver's view"
+        if free is None:  # NVML could not tell (no NVML in some containers): ask CUDA itself
+            free, source = _cuda_free(gpu_index), f"GPU {gpu_index} free memory, CUDA's view"
         return plan_memory(cfg, device="cuda", available_bytes=free, bf16=report.bf16, shapes=shapes,
-                           available_source=f"GPU {gpu_index} ({name}) free memory, driver's view")
+                           available_source=source)
     return plan_memory(cfg, device="cpu", available_bytes=report.system.ram_available, shapes=shapes,
                        available_source="available RAM (no usable GPU: training runs on the CPU)")
+
+
+def _cuda_free(index: int) -> int | None:
+    """Free bytes from the CUDA runtime. This creates our CUDA context, so its ~400 MB are already
+    taken from what it reports; acceptable here because training would create it anyway."""
+    try:
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(index)
+        return int(free) + CUDA_CONTEXT_BYTES
+    except Exception:  # noqa: BLE001 - an index that does not exist, a driver error
+        return None
 
 
 def _notes(cfg: Config, shapes: ModelShapes, s: Settings, missing: tuple[str, ...]) -> tuple[str, ...]:

@@ -324,3 +324,9 @@ def test_activation_terms_equal_what_autograd_saves_on_cpu(compute, dropout):
                         lora_targets=targets, tokens=batch * seq, seq_len=seq, checkpointing=False)
     estimated = sum(memory.activation_terms(shapes, s).values()) * batch * seq
     assert estimated == measured
+
+
+def test_zero_free_memory_still_gets_suggestions(phi2_shapes):
+    plan = plan_memory(phi2_cfg(256, 4), available_bytes=0, shapes=phi2_shapes)
+    assert plan.verdict == "does not fit" and plan.suggestions
+    assert "does not fit here" in plan.suggestions[-1].text
