@@ -353,12 +353,20 @@ def probe_torch() -> TorchInfo:
         available = bool(torch.cuda.is_available())
         count = torch.cuda.device_count() if available else 0
         names = tuple(torch.cuda.get_device_name(i) for i in range(count))
-        bf16 = bool(available and torch.cuda.is_bf16_supported(including_emulation=False))
+        bf16 = bool(available and _native_bf16(torch))
     except Exception as exc:  # noqa: BLE001 - a driver/runtime mismatch surfaces here
         return TorchInfo(installed=True, version=torch.__version__, cuda_version=torch.version.cuda,
                          error=f"torch cannot use CUDA: {_error_text(exc)}")
     return TorchInfo(installed=True, version=torch.__version__, cuda_available=available, device_count=count,
                      bf16=bf16, cuda_version=torch.version.cuda, device_names=names)
+
+
+def _native_bf16(torch: Any) -> bool:
+    """bf16 in hardware, not emulated (emulation is slower than fp16). The keyword is new in torch 2.4."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:
+        return bool(torch.cuda.is_bf16_supported())
 
 
 class _QuietLogger:
@@ -628,7 +636,9 @@ class GpuSampler:
             return self._torch_index
         mapping: dict[int, int] = {}
         try:
-            torch_uuids = {str(torch.cuda.get_device_properties(i).uuid): i for i in range(torch.cuda.device_count())}
+            # NVML says "GPU-<uuid>"; torch's str() may or may not carry the prefix.
+            torch_uuids = {str(torch.cuda.get_device_properties(i).uuid).removeprefix("GPU-"): i
+                           for i in range(torch.cuda.device_count())}
             for i, handle in self._handles.items():
                 uuid = _text(self._nvml.nvmlDeviceGetUUID(handle)).removeprefix("GPU-")
                 if uuid in torch_uuids:

@@ -277,3 +277,16 @@ def test_energy_meter_integrates_watts_into_watt_hours():
     meter.add([GpuSample(timestamp=60.0, index=0, used_bytes=0, total_bytes=1, power_w=200.0)])  # a pause
     assert meter.total_wh == pytest.approx(150 / 3600)
     assert meter.cost(price_per_kwh=0.30) == pytest.approx(150 / 3600 / 1000 * 0.30)
+
+
+def test_sampler_maps_torch_counters_by_uuid(monkeypatch):
+    # Under CUDA_VISIBLE_DEVICES=1 torch's device 0 is NVML's GPU 1: counters must follow the UUID.
+    FakeNvml(monkeypatch, [FakeGpu(uuid="GPU-aaaa"), FakeGpu(uuid="GPU-bbbb")])
+    fake_cuda = types.SimpleNamespace(
+        is_initialized=lambda: True, device_count=lambda: 1,
+        get_device_properties=lambda i: types.SimpleNamespace(uuid="bbbb"),
+        memory_reserved=lambda i: 3 * GiB, memory_allocated=lambda i: 2 * GiB)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=fake_cuda))
+    samples = GpuSampler().sample()
+    assert (samples[0].torch_reserved, samples[1].torch_reserved) == (0, 3 * GiB)
+    assert samples[1].torch_allocated == 2 * GiB
