@@ -1,15 +1,88 @@
-"""`humanlike-tui bench`: not built yet (see the issues)."""
+"""`humanlike-tui bench`: the original recipe against this engine, same samples, same process.
+
+Prints tokens/s, seconds per sample, peak memory and held-out eval loss for both, then the ratio;
+`--json` prints one object (baseline, engine, speedup, device) instead. Exit codes: 0 done,
+2 bad input (model, data, too few samples), 1 failure.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
+from typing import Any
+
+GIB = 2**30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from humanlike_tui.engine.bench import DEFAULT_SAMPLES, DEFAULT_WARMUP
+
+    parser.add_argument("--model", default="builtin:tiny-phi", metavar="NAME",
+                        help="builtin:tiny-phi (CPU-sized), builtin:phi-2-random (phi-2's shapes, for a GPU), "
+                             "a hub id or a local folder (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+                        help="training samples per side, rounded up to whole engine steps (default: %(default)s)")
+    parser.add_argument("--data", default="builtin:sample", metavar="FILE",
+                        help="rows with prompt/chosen fields: builtin:sample or a .jsonl/.json/.csv/.parquet file")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="STEPS",
+                        help="optimizer steps per side left out of the timing (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=None, metavar="RATE",
+                        help="the engine's learning rate (default: the recipe's 2e-4 x our 16 samples per step)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("humanlike-tui bench is not available yet", file=sys.stderr)
-    return 1
+    from humanlike_tui.config import BUILTIN_MODELS
+    from humanlike_tui.errors import InputError
+
+    if args.samples < 1:
+        raise InputError("--samples: must be at least 1")
+    if args.warmup < 0:
+        raise InputError("--warmup: must be 0 or more")
+    if args.model.startswith("builtin:") and args.model not in BUILTIN_MODELS:
+        raise InputError(f"--model: unknown builtin model {args.model!r}; choose {' or '.join(BUILTIN_MODELS)}")
+    from humanlike_tui.engine.bench import run_bench
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.lr is not None and not 0 < args.lr <= 1:
+        raise InputError("--lr: must be > 0 and <= 1")
+    with contextlib.redirect_stdout(sys.stderr):  # library chatter must not mix with the table or JSON
+        result = run_bench(args.model, args.samples, args.data, args.warmup, args.lr, log=log)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def _mem(value: int | None) -> str:
+    return "-" if value is None else f"{value / GIB:.2f} GiB"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Both sides as rows, then the ratios."""
+    b, e = result["baseline"], result["engine"]
+    gpu = b.get("peak_reserved") is not None
+    head = ["", "tokens/s", "s/sample", "eval loss"] + (["peak alloc", "peak reserved", "driver"] if gpu
+                                                        else ["peak RSS"])
+    rows = [head]
+    for label, side in (("original recipe", b), ("engine", e)):
+        mem = ([_mem(side["peak_allocated"]), _mem(side["peak_reserved"]), _mem(side["peak_driver"])] if gpu
+               else [_mem(side["peak_rss"])])
+        rows.append([label, f"{side['tokens_per_s']:,.0f}", f"{side['s_per_sample']:.4f}", f"{side['eval_loss']:.4f}"]
+                    + mem)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    settings = ", ".join(f"{k} {v}" for k, v in e["settings"].items() if k not in ("run_id", "device") and v is not None)
+    return "\n".join([
+        f"{result['device']}: {result['model']} on {result['data']}, {result['samples']} samples per side, "
+        f"{result['warmup_steps']} warm-up steps not timed",
+        *lines,
+        f"speedup {result['speedup']:.2f}x tokens/s; eval loss {result['eval_loss_delta']:+.4f} (engine - recipe)",
+        f"engine: {settings}",
+    ])
