@@ -94,7 +94,9 @@ class WorkbenchApp(App[int]):
     def shown(self, mode: str) -> Screen | None:
         """The mode's screen if it is the one on display (others redraw when they are shown again)."""
         screen = self._mode_screens.get(mode)
-        return screen if screen is not None and screen.is_mounted and self.screen is screen else None
+        if screen is None or not screen.is_mounted or not self._screen_stack:  # no stack: shutting down
+            return None
+        return screen if self.screen is screen else None
 
     def on_mount(self) -> None:
         self.switch_mode(self._initial_screen)
@@ -282,6 +284,9 @@ class WorkbenchApp(App[int]):
         # Threads cannot be killed: tell them to end, or the interpreter waits for them on exit.
         self._shutting_down.set()
         self._stop_run.set()
+        for timer in (self._redraw_timer, self._debounce_timer):
+            if timer is not None:
+                timer.stop()
 
     # ---- hardware, VRAM plan, data preview ----
 

@@ -90,7 +90,45 @@ def production_services() -> Services:
 
 # ---- the real engine, imported on first use (always from a worker thread) ----
 
+_WARM_LOCK = threading.Lock()
+_warmed = False
+
+
+def warm_imports() -> None:
+    """Import torch, transformers and peft once, one thread at a time, before any engine work.
+
+    transformers' lazy module is not safe to import from several threads at once: with the hardware
+    probe, the data preview and a run all starting together, `from transformers import
+    AutoModelForCausalLM` failed in one of them ("cannot import name"). Later calls return at once.
+    """
+    global _warmed
+    with _WARM_LOCK:
+        if _warmed:
+            return
+        import torch  # noqa: F401
+        import transformers
+
+        for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "PreTrainedModel"):
+            getattr(transformers, name)
+        import peft  # noqa: F401
+
+        _warmed = True
+
+
+def prepare(cfg: Config | None) -> None:
+    """warm_imports(), then make a builtin model's files, also one thread at a time: two threads making
+    them at once (the data preview and a run, on first use) replaced each other's folder mid-load."""
+    warm_imports()
+    name = cfg.model.name.strip() if cfg is not None else ""
+    if name.startswith("builtin:"):
+        with _WARM_LOCK:
+            from humanlike_tui.engine import model
+
+            model.ensure_builtin(name)
+
+
 def _run_training(cfg, emit, stop=None, *, resume=None, pause=None, power=None):
+    prepare(cfg)
     from humanlike_tui.engine.train import run_training
 
     return run_training(cfg, emit, stop, resume=resume, pause=pause, power=power)
@@ -103,6 +141,7 @@ def _list_runs() -> list[RunChoice]:
 
 
 def _probe_hardware() -> HardwareView:
+    warm_imports()
     from humanlike_tui.engine import hardware
 
     return hardware_view(hardware.probe_hardware())
@@ -123,12 +162,14 @@ class _LazySampler:
 
 
 def _plan_vram(cfg: Config, report: HardwareView) -> PlanView:
+    warm_imports()
     from humanlike_tui.engine import memory
 
     return plan_view(memory.plan_for_hardware(cfg, report.raw))
 
 
 def _preview_data(cfg: Config) -> Any:
+    prepare(cfg)
     from humanlike_tui.engine import data
 
     return data.preview(cfg, n_examples=3)

@@ -1,12 +1,10 @@
-"""The shell: five screens on F1-F5 and in the command palette, placeholders for part 2, and the
-app's first frame without torch."""
+"""The shell: five screens on F1-F5 and in the command palette, quitting, and the import direction
+(the first frame without torch; an engine without textual)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-
-from textual.widgets import Static
 
 from humanlike_tui.ui.app import SCREENS
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
@@ -25,15 +23,6 @@ async def test_function_keys_switch_between_the_five_screens():
             await pilot.press(key)
             await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
             assert app.sub_title == cls.SUB_TITLE or app.screen.sub_title == cls.SUB_TITLE
-
-
-async def test_placeholders_say_part_2():
-    app = build(initial_screen="chat")
-    async with app.run_test(size=SIZE) as pilot:
-        assert "coming in part 2" in str(app.screen.query_one(".placeholder", Static).render())
-        await pilot.press("f5")
-        await wait_until(pilot, lambda: isinstance(app.screen, AdaptersScreen))
-        assert "coming in part 2" in str(app.screen.query_one(".placeholder", Static).render())
 
 
 async def test_command_palette_offers_screens_and_training_actions():

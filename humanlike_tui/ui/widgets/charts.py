@@ -34,7 +34,10 @@ class LossChart(PlotextPlot):
         super().on_mount()
         self.show([], [], 0)
 
+    shown_points = (0, 0)  # (train, eval) points in the last drawing, for tests and debugging
+
     def show(self, train: Sequence[tuple[int, float]], evals: Sequence[tuple[int, float]], total_steps: int) -> None:
+        self.shown_points = (len(train), len(evals))
         plt = self.plt
         plt.clear_data()
         plt.title("loss" if train else "loss (waiting for the first step)")
