@@ -201,6 +201,13 @@ class WorkbenchApp(App[int]):
                             "resuming with the current config", severity="warning", timeout=10)
         self._launch(cfg, resume=run.run_id)
 
+    def resume_run(self, run_id: str, config: dict[str, Any] | None = None) -> None:
+        """Resume a run picked elsewhere (the Adapters screen), as if picked in the RunPicker."""
+        if self.state.tracker.active:
+            self.notify("A run is training: stop or pause it first.", severity="warning")
+            return
+        self._resume_chosen(RunChoice(run_id, run_id, config))
+
     def _launch(self, cfg: Config, resume: str | None) -> None:
         # Fresh events per run: a late Stop meant for the last run must not stop this one.
         self._stop_run, self._pause_run = threading.Event(), threading.Event()

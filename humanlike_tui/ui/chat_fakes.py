@@ -58,7 +58,7 @@ class FakeGenerator:
     def __init__(self, name: str, config: Config | None = None, *, scripts: dict[str, list[str]] | None = None,
                  hold_after: int | None = None, fail_side: str | None = None):
         self.name = name
-        self.config = config or load_preset("demo")
+        self.config = config or load_preset("gaming-8gb")  # phi-2, like the fake library
         self.scripts = scripts or SCRIPTS
         self.hold_after, self.fail_side = hold_after, fail_side
         self.calls: list[tuple[str, list[Any], GenSettings]] = []

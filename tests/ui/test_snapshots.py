@@ -4,7 +4,7 @@ readings, no cursor blink, a private HUMANLIKE_TUI_HOME. Update after an intende
 
 from __future__ import annotations
 
-from ui_helpers import SIZE, build, feed_readings, no_blink, settle, train_scene
+from ui_helpers import SIZE, build, feed_readings, no_blink, settle, train_scene, wait_until
 from humanlike_tui.ui.fakes import FakeClock
 
 
@@ -36,8 +36,19 @@ def test_train_screen(snap_compare):
 
 
 def test_chat_screen(snap_compare):
-    assert snap_compare(build(initial_screen="chat"), terminal_size=SIZE)
+    app = build(initial_screen="chat")  # the real (empty) store of the test's home
+
+    async def run_before(pilot):
+        await wait_until(pilot, lambda: app.screen.adapters is not None, what="the adapter list")
+        no_blink(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_adapters_screen(snap_compare):
-    assert snap_compare(build(initial_screen="adapters"), terminal_size=SIZE)
+    app = build(initial_screen="adapters")  # the real (empty) store of the test's home
+
+    async def run_before(pilot):
+        await wait_until(pilot, lambda: app.screen.listed, what="the store")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,11 +1,467 @@
-"""Chat: placeholder until part 2 (issue 5) fills it."""
+"""Chat: the base model and an adapter answer the same prompt side by side, streamed as written.
+
+One base model is loaded (the engine answers as the base with the adapter disabled). The work runs
+in thread workers owned by this screen, which talk back only through post_message: streamed text
+arrives as one ChatStream message per piece (never merged, so no token is lost) and is drawn in
+batches about every 50 ms, so a fast model cannot flood the terminal. Generation settings start
+from the workbench config's [generate] section. The session's turns are the conversation history
+(each side continues its own answers) and what a saved transcript holds.
+"""
 
 from __future__ import annotations
 
-from humanlike_tui.ui.screens.placeholder import PlaceholderScreen
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from humanlike_tui.config import atomic_write_text
+from humanlike_tui.errors import HumanlikeError
+from humanlike_tui.ui.chat_services import ChatServices, chat_services
+from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
+from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPromptDialog
+from humanlike_tui.ui.state import WorkbenchState
+from humanlike_tui.ui.widgets.chat_pane import ChatPane
+from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
+
+FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
+SIDES = ("base", "adapter")
+FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
+MB = 1024 * 1024
 
 
-class ChatScreen(PlaceholderScreen):
+def error_text(exc: BaseException) -> str:
+    """Our own errors already say what to do; anything else is a bug, shown with its type."""
+    return str(exc) if isinstance(exc, HumanlikeError) else f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _chat_events():
+    from humanlike_tui.engine import chat_events  # stdlib only, but the UI imports engine modules on use
+
+    return chat_events
+
+
+# ---- messages from the workers ----
+
+class ChatStream(Message):
+    """One engine chat event (AnswerStarted / AnswerText / AnswerDone). Never merged."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class AdaptersListed(Message):
+    def __init__(self, infos: list[Any], error: str = "") -> None:
+        super().__init__()
+        self.infos = infos
+        self.error = error
+
+
+class GeneratorLog(Message):
+    """Loading progress; only the newest line matters."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GeneratorLog)
+
+
+class GeneratorOpened(Message):
+    def __init__(self, name: str, generator: Any = None, error: str = "", describe: dict | None = None,
+                 memory: dict | None = None) -> None:
+        super().__init__()
+        self.name, self.generator, self.error = name, generator, error
+        self.describe, self.memory = describe or {}, memory or {}
+
+
+class ExchangeEnded(Message):
+    def __init__(self, turn: ChatTurn, error: str = "") -> None:
+        super().__init__()
+        self.turn = turn
+        self.error = error
+
+
+def loaded_text(name: str, describe: dict, memory: dict) -> str:
+    parts = [f"{name} on {describe.get('base_model', '?')}"]
+    if describe.get("quant"):
+        parts.append(str(describe["quant"]))
+    if describe.get("device"):
+        parts.append(str(describe["device"]))
+    if memory.get("bytes"):
+        parts.append(f"one base model in memory: {memory['bytes'] / MB:,.1f} MB + LoRA "
+                     f"{memory.get('lora_bytes', 0) / MB:,.1f} MB")
+    return " · ".join(parts)
+
+
+class ChatScreen(Screen):
     SUB_TITLE = "Chat"
-    HEADLINE = "Chat"
-    BODY = "Answers from the base model and a trained adapter, side by side, streamed as they are written."
+    COMMANDS = {ScreenBindingsProvider}
+    BINDINGS = [
+        Binding("escape", "stop_generation", "Stop", tooltip="Stop the answer being written"),
+        Binding("ctrl+s", "save_transcript", "Save transcript", tooltip="Write the conversation as Markdown"),
+        Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear the conversation and its history"),
+        Binding("ctrl+o", "choose_adapter", "Adapter", tooltip="Choose the adapter to chat with"),
+        Binding("ctrl+l", "reload_adapters", "Reload list", tooltip="Read the adapters in the store again"),
+    ]
+    DEFAULT_CSS = """
+    ChatScreen #chat-top { height: 3; padding: 0 1; }
+    ChatScreen #adapter-label { padding: 1 1 0 0; }
+    ChatScreen #adapter-select { width: 60; }
+    ChatScreen #chat-status { width: 1fr; padding: 1 0 0 2; color: $text-muted; }
+    ChatScreen #chat-body { height: 1fr; }
+    ChatScreen #chat-input { height: 3; padding: 0 1; }
+    ChatScreen #prompt { width: 1fr; }
+    ChatScreen #chat-input Button { margin-left: 1; min-width: 10; }
+    """
+
+    def __init__(self, state: WorkbenchState) -> None:
+        super().__init__()
+        self.state = state
+        self.services: ChatServices | None = None
+        self.adapters: list[Any] | None = None  # finished adapters; None until listed
+        self.generator: Any = None
+        self.loaded_name: str | None = None
+        self.loaded_info = ""
+        self.opening: str | None = None
+        self.load_log = ""
+        self.load_error = ""
+        self.turns: list[ChatTurn] = []
+        self.history_start = 0  # turns before this were with another adapter: not this one's history
+        self.busy = False
+        self.stop_event = threading.Event()
+        self.flushes = 0  # batched redraws of streamed text (tests check the batching)
+        self._wanted: str | None = None  # open this adapter once the list is read
+        self._queued: str | None = None  # open this one when the current load ends
+        self._pending: dict[str, list[str]] = {side: [] for side in SIDES}
+        self._flush_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="chat-top"):
+            yield Label("Adapter", id="adapter-label")
+            yield Select([], prompt="choose a finished adapter", id="adapter-select")
+            yield Static("", id="chat-status")
+        with Horizontal(id="chat-body"):
+            yield ChatPane("Base model (adapter off)", id="pane-base")
+            yield ChatPane("Adapter", id="pane-adapter")
+            yield GenSettingsForm(self.state.config, id="gen-settings")
+        with Horizontal(id="chat-input"):
+            yield Input(placeholder="Type a message and press Enter: both models answer it", id="prompt")
+            yield Button("Send", id="send", variant="primary")
+            yield Button("Stop", id="stop", variant="error")
+        yield Footer()
+
+    def pane(self, side: str) -> ChatPane:
+        return self.query_one(f"#pane-{side}", ChatPane)
+
+    # ---- lifecycle ----
+
+    def on_mount(self) -> None:
+        self.services = chat_services(self.app)
+        self._list_adapters()
+        self.query_one("#prompt", Input).focus()
+        self.refresh_view()
+
+    def on_screen_resume(self) -> None:
+        if self.services is not None:  # runs may have been trained, renamed or deleted meanwhile
+            self._list_adapters()
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()  # a thread cannot be killed: tell the generation to end
+
+    # ---- the adapter list and loading ----
+
+    @work(thread=True, exclusive=True, group="chat-list", exit_on_error=False, name="chat-list")
+    def _list_adapters(self) -> None:
+        try:
+            self.post_message(AdaptersListed(self.services.list_adapters()))
+        except Exception as exc:  # the list is informative; a broken store must not stop the screen
+            self.post_message(AdaptersListed([], error_text(exc)))
+
+    def on_adapters_listed(self, message: AdaptersListed) -> None:
+        if message.error:
+            self.notify(message.error, title="cannot list the adapters", severity="error", timeout=10)
+        self.adapters = [info for info in message.infos if getattr(info, "can_chat", False)]
+        options = [(f"{a.name} · {a.method} · {a.base_model}", a.name) for a in self.adapters]
+        select = self.query_one("#adapter-select", Select)
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            self._sync_select()
+        wanted, self._wanted = self._wanted, None
+        if wanted:
+            self.open_adapter(wanted)
+        self.refresh_view()
+
+    def request_adapter(self, name: str) -> None:
+        """Open `name` as soon as possible (the Adapters screen's 'Open in Chat'): after a fresh read
+        of the list, so a run trained a moment ago is there."""
+        self._wanted = name
+        if self.services is not None:
+            self._list_adapters()
+
+    def open_adapter(self, name: str) -> None:
+        if name in (self.loaded_name, self.opening):
+            return
+        if self.adapters is not None and name not in [a.name for a in self.adapters]:
+            self.notify(f"{name} has no finished adapter to chat with; see the Adapters screen (F5)",
+                        severity="warning")
+            return
+        if self.busy:
+            self.notify("Still answering: press Esc to stop it, then switch adapters.", severity="warning")
+            self._sync_select()
+            return
+        if self.opening:
+            self._queued = name  # one load at a time: two bases in memory at once is what we avoid
+            return
+        old, self.generator, self.loaded_name = self.generator, None, None
+        self.opening, self.load_error, self.load_log = name, "", ""
+        self._open(name, old)
+        self.refresh_view()
+
+    @work(thread=True, group="chat-open", exit_on_error=False, name="chat-open")
+    def _open(self, name: str, old: Any) -> None:
+        if old is not None:
+            old.close()  # free the previous base first: one base model in memory, not two
+        try:
+            generator = self.services.open_generator(name, lambda text: self.post_message(GeneratorLog(text)))
+            self.post_message(GeneratorOpened(name, generator, describe=generator.describe(),
+                                              memory=generator.memory()))
+        except Exception as exc:
+            self.post_message(GeneratorOpened(name, error=error_text(exc)))
+
+    def on_generator_log(self, message: GeneratorLog) -> None:
+        self.load_log = message.text
+        self.refresh_view()
+
+    def on_generator_opened(self, message: GeneratorOpened) -> None:
+        self.opening = None
+        if message.error:
+            self.load_error = f"could not open {message.name}: {message.error}"
+            self.notify(message.error, title=f"cannot open {message.name}", severity="error", timeout=15)
+        else:
+            self.generator, self.loaded_name = message.generator, message.name
+            self.loaded_info = loaded_text(message.name, message.describe, message.memory)
+            if self.turns:
+                for side in SIDES:
+                    self.pane(side).add_divider(f"now chatting with {message.name}")
+            self.history_start = len(self.turns)
+            self.pane("adapter").set_title(f"Adapter {message.name}")
+        with self.prevent(Select.Changed):
+            self._sync_select()
+        queued, self._queued = self._queued, None
+        if queued and queued != self.loaded_name:
+            self.open_adapter(queued)
+        self.refresh_view()
+
+    def _sync_select(self) -> None:
+        select = self.query_one("#adapter-select", Select)
+        names = [a.name for a in self.adapters or []]
+        target = self.opening or self.loaded_name
+        if target in names:
+            select.value = target
+        else:
+            select.clear()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.BLANK and isinstance(event.value, str):
+            self.open_adapter(event.value)
+
+    # ---- asking ----
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "prompt":
+            event.stop()
+            self.action_send()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "send":
+            self.action_send()
+        elif event.button.id == "stop":
+            self.action_stop_generation()
+
+    def _send_problem(self, prompt: str) -> str:
+        if self.busy:
+            return "Still answering: press Esc to stop it first."
+        if self.opening:
+            return f"Still loading {self.opening}; a moment."
+        if self.generator is None:
+            return "Choose an adapter first (ctrl+o)." if self.adapters else \
+                "No finished adapter yet: train one (F3), then choose it here."
+        if not prompt:
+            return "Type a message first."
+        return ""
+
+    def action_send(self) -> None:
+        box = self.query_one("#prompt", Input)
+        prompt = box.value.strip()
+        problem = self._send_problem(prompt)
+        if problem:
+            self.notify(problem, severity="warning")
+            return
+        values, problems = self.query_one(GenSettingsForm).read()
+        if problems:
+            self.notify("\n".join(problems), title="fix the generation settings", severity="error")
+            return
+        history = [t.history_tuple() for t in self.turns[self.history_start:] if not t.error]
+        turn = ChatTurn(prompt, self.loaded_name or "", self.generator.config.model.name, values)
+        self.turns.append(turn)
+        for side in SIDES:
+            self.pane(side).add_prompt(prompt)
+        box.value = ""
+        self.stop_event = threading.Event()  # a fresh one per exchange: a late Stop must not stop the next
+        self.busy = True
+        self._ask(self.generator, turn, history, values, self.stop_event)
+        self.refresh_view()
+
+    @work(thread=True, group="chat-generate", exit_on_error=False, name="chat-generate")
+    def _ask(self, generator: Any, turn: ChatTurn, history: list[tuple[str, str, str]], values: dict[str, Any],
+             stop: threading.Event) -> None:
+        from humanlike_tui.engine.generate import GenSettings, Turn
+
+        try:
+            generator.answer_both(turn.prompt, [Turn(*h) for h in history], GenSettings(**values),
+                                  lambda event: self.post_message(ChatStream(event)), stop)
+            self.post_message(ExchangeEnded(turn))
+        except Exception as exc:
+            self.post_message(ExchangeEnded(turn, error_text(exc)))
+
+    def on_chat_stream(self, message: ChatStream) -> None:
+        ev, kinds = message.event, _chat_events()
+        if isinstance(ev, kinds.AnswerText):
+            self._pending[ev.side].append(ev.text)
+            if self._flush_timer is None:
+                self._flush_timer = self.set_timer(FLUSH_S, self.flush)
+        elif isinstance(ev, kinds.AnswerStarted):
+            self.flush()
+            self.pane(ev.side).begin_answer()
+        elif isinstance(ev, kinds.AnswerDone):
+            self.flush()  # every piece drawn before the final text replaces them
+            note = f"{ev.tokens} tokens · {ev.seconds:.1f}s{FINISH_NOTES.get(ev.finish, '')}"
+            self.pane(ev.side).end_answer(ev.text, note)
+            if self.turns:
+                self.turns[-1].answers[ev.side] = SideAnswer(ev.text, ev.tokens, ev.finish, ev.seconds)
+
+    def flush(self) -> None:
+        """Draw the streamed text gathered since the last flush."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        for side, pieces in self._pending.items():
+            if pieces:
+                text = "".join(pieces)
+                pieces.clear()
+                self.pane(side).append(text)
+                self.flushes += 1
+
+    def on_exchange_ended(self, message: ExchangeEnded) -> None:
+        self.flush()
+        self.busy = False
+        if message.error:
+            message.turn.error = message.error
+            for side in SIDES:
+                answer = message.turn.answers[side]
+                if self.pane(side).writing:
+                    self.pane(side).fail_answer(message.error)
+                    answer.finish = "failed"
+                elif not answer.finish:
+                    self.pane(side).add_divider("not answered")
+            self.notify(message.error, title="generation failed", severity="error", timeout=15)
+        self.refresh_view()
+
+    # ---- actions ----
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Dim the keys that do nothing now (the footer shows them greyed)."""
+        rules = {"stop_generation": self.busy, "save_transcript": bool(self.turns),
+                 "new_conversation": not self.busy}
+        if action in rules:
+            return True if rules[action] else None
+        return True
+
+    def action_stop_generation(self) -> None:
+        if self.busy:
+            self.stop_event.set()
+            self.refresh_view()
+
+    def action_new_conversation(self) -> None:
+        if self.busy:
+            self.notify("Still answering: press Esc to stop it first.", severity="warning")
+            return
+        self.turns, self.history_start = [], 0
+        for side in SIDES:
+            self.pane(side).clear()
+        self.refresh_view()
+
+    def action_choose_adapter(self) -> None:
+        select = self.query_one("#adapter-select", Select)
+        select.focus()
+        select.expanded = True
+
+    def action_reload_adapters(self) -> None:
+        self._list_adapters()
+
+    def action_save_transcript(self) -> None:
+        if not self.turns:
+            self.notify("Nothing to save yet: ask something first.", severity="warning")
+            return
+        default = default_transcript_path(self.services.transcripts_dir(), self.services.clock())
+        self.app.push_screen(TextPromptDialog("Save transcript", "Markdown file to write (its folder is created):",
+                                              str(default), ok="Save", check=transcript_path_problem),
+                             self.save_transcript)
+
+    def save_transcript(self, path: str | None) -> None:
+        if not path:
+            return
+        target = Path(path).expanduser()
+        try:
+            atomic_write_text(target, transcript_markdown(self.turns, self.services.clock()))
+        except OSError as exc:
+            self.notify(f"cannot write {target}: {exc.strerror or exc}", title="transcript not saved",
+                        severity="error", timeout=10)
+            return
+        self.notify(f"Transcript saved to {target}", timeout=8)
+
+    # ---- drawing ----
+
+    def status_text(self) -> str:
+        if self.opening:
+            return f"loading {self.opening} (base model + adapter) … {self.load_log}".rstrip(" …")
+        if self.load_error:
+            return self.load_error
+        if self.loaded_name:
+            return self.loaded_info + (" · answering (Esc stops)" if self.busy else "")
+        if self.adapters is None:
+            return "reading the adapters …"
+        if not self.adapters:
+            return "No finished adapter yet: train one on the Train screen (F3), then choose it here."
+        return "Choose an adapter to chat with (ctrl+o)."
+
+    def refresh_view(self) -> None:
+        self.query_one("#chat-status", Static).update(self.status_text())
+        self.query_one("#stop", Button).disabled = not self.busy
+        self.query_one("#send", Button).disabled = self.busy or self.generator is None
+        self.refresh_bindings()
+
+
+def transcript_path_problem(text: str) -> str:
+    if not text:
+        return "give a file name"
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return f"{path} is a folder; add a file name (e.g. chat.md)"
+    if path.exists():
+        return f"{path} exists; choose another name (transcripts are never overwritten)"
+    return ""

@@ -44,7 +44,7 @@ class ChatPane(Vertical):
         yield VerticalScroll()
 
     @property
-    def log(self) -> VerticalScroll:
+    def column(self) -> VerticalScroll:
         return self.query_one(VerticalScroll)
 
     @property
@@ -57,8 +57,8 @@ class ChatPane(Vertical):
 
     def _add(self, content: Text | str, classes: str) -> Static:
         widget = Static(content, classes=classes)
-        self.log.mount(widget)
-        self.log.scroll_end(animate=False)
+        self.column.mount(widget)
+        self.column.scroll_end(animate=False)
         return widget
 
     def add_prompt(self, prompt: str) -> None:
@@ -76,7 +76,7 @@ class ChatPane(Vertical):
             self.begin_answer()
         self.text += text
         self._answer.update(Text(printable(self.text.lstrip()) + CURSOR))
-        self.log.scroll_end(animate=False)
+        self.column.scroll_end(animate=False)
 
     def end_answer(self, text: str, note: str = "") -> None:
         if self._answer is None:
@@ -97,4 +97,4 @@ class ChatPane(Vertical):
     def clear(self) -> None:
         self._answer = None
         self.text = ""
-        self.log.remove_children()
+        self.column.remove_children()

@@ -1,0 +1,185 @@
+"""Adapters screen on a scripted library: the table with incomplete runs marked, details, rename,
+delete with confirmation, export, open in Chat, resume; plus a snapshot."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from humanlike_tui.ui.chat_fakes import FakeLibrary, fake_chat_services
+from humanlike_tui.ui.fakes import FakeEngine
+from humanlike_tui.ui.screens.adapters import AdaptersScreen
+from humanlike_tui.ui.screens.chat import ChatScreen
+from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
+from humanlike_tui.ui.screens.dialogs import ConfirmDialog
+from ui_helpers import SIZE, build, no_blink, wait_until
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    """Dates are shown in local time: pin the zone so tests and snapshots read the same everywhere."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def library_app(library: FakeLibrary | None = None, engine: FakeEngine | None = None):
+    app = build(engine, initial_screen="adapters")
+    services = fake_chat_services(library or FakeLibrary())
+    app.services.extra["chat"] = services
+    return app, services
+
+
+async def listed(pilot) -> AdaptersScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, AdaptersScreen)
+    await wait_until(pilot, lambda: screen.listed, what="the library")
+    await pilot.pause(0.05)
+    return screen
+
+
+def cell_text(table: DataTable, row: int, column: int) -> str:
+    return str(table.get_cell_at((row, column)))
+
+
+async def highlight(pilot, screen: AdaptersScreen, name: str) -> None:
+    table = screen.query_one(DataTable)
+    table.move_cursor(row=[i.name for i in screen.infos].index(name))
+    await wait_until(pilot, lambda: name in screen.details, what="the details")
+    await pilot.pause(0.02)
+
+
+async def test_table_shows_every_run_with_incomplete_ones_marked():
+    app, _ = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        table = screen.query_one(DataTable)
+        assert table.row_count == 4
+        assert [cell_text(table, 0, c) for c in range(8)] == [
+            "warm-sft-v2", "finished", "microsoft/phi-2", "…ike-DPO-Dataset", "60/60", "1.8421", "2026-01-01",
+            "58.0 MB"]
+        assert cell_text(table, 1, 1) == "⚠ paused" and cell_text(table, 3, 1) == "⚠ interrupted"
+        assert cell_text(table, 3, 5) == "—"  # no eval loss yet
+        assert "2 incomplete (no finished adapter): u resumes" in str(screen.query_one("#library-status").render())
+        await highlight(pilot, screen, "warm-sft-v2")
+        details = str(screen.query_one("#details", Static).render())
+        assert "LoRA r 16" in details and "checkpoints at step 30, 60" in details and "enter/o: chat" in details
+        await highlight(pilot, screen, "cozy-dpo")
+        assert "u resumes it from step 30" in str(screen.query_one("#details", Static).render())
+        assert screen.check_action("open_in_chat", ()) is None and screen.check_action("export", ()) is None
+        assert screen.check_action("resume", ()) is True
+        await highlight(pilot, screen, "crashed-run")
+        assert screen.check_action("resume", ()) is None and screen.check_action("delete", ()) is True
+        assert "no checkpoint to resume from: d deletes it" in str(screen.query_one("#details", Static).render())
+
+
+async def test_rename_checks_the_name_then_renames():
+    app, services = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v1")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the rename dialog")
+        box = app.screen.query_one(Input)
+        assert box.value == "warm-sft-v1"
+        box.value = "../evil"
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert "not a valid run name" in str(app.screen.query_one(".dialog-problem").render())
+        box.value = "warm-sft-v2"
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert "already exists" in str(app.screen.query_one(".dialog-problem").render())
+        box.value = "warm-final"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "warm-final" in [i.name for i in screen.infos], what="the rename")
+        assert "warm-sft-v1" not in [i.name for i in screen.infos]
+        assert screen.selected.name == "warm-final" or screen.working == ""
+
+
+async def test_delete_asks_first():
+    app, services = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "crashed-run")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert "crashed-run" in [i.name for i in screen.infos]
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "crashed-run" not in [i.name for i in screen.infos], what="the delete")
+        assert len(screen.infos) == 3 and services.list_adapters() == screen.infos
+
+
+async def test_export_writes_where_asked_and_errors_are_shown(tmp_path):
+    library = FakeLibrary()
+    app, _ = library_app(library)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        app.screen.query_one("#folder", Input).value = str(tmp_path / "merged")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: library.exports, what="the export")
+        assert library.exports == [("warm-sft-v2", tmp_path / "merged", "auto")]
+        await wait_until(pilot, lambda: not screen.working, what="the screen to settle")
+        library.fail_export = "/x exists and is not empty; give a new folder"
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any("not empty" in str(n.message) for n in app._notifications),
+                         what="the error")
+        await highlight(pilot, screen, "cozy-dpo")
+        await pilot.press("x")  # an unfinished run has nothing to export: the key does nothing
+        await pilot.pause(0.05)
+        assert not isinstance(app.screen, ExportDialog)
+
+
+async def test_open_in_chat_loads_the_adapter():
+    app, services = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v1")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the Chat screen")
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.loaded_name == "warm-sft-v1", what="the adapter")
+        assert [g.name for g in services.opened] == ["warm-sft-v1"]
+
+
+async def test_resume_an_incomplete_run():
+    engine = FakeEngine(total_steps=60, eval_every=0)
+    app, _ = library_app(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "cozy-dpo")
+        await pilot.press("u")
+        await wait_until(pilot, lambda: engine.calls, what="the resumed run")
+        assert engine.calls == ["cozy-dpo"]
+
+
+async def test_empty_store():
+    app, _ = library_app(FakeLibrary(infos=[]))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        assert "No runs yet" in str(screen.query_one("#adapters-empty", Static).render())
+        assert screen.check_action("delete", ()) is None
+
+
+def test_adapters_screen_snapshot(snap_compare):
+    app, _ = library_app()
+
+    async def run_before(pilot):
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        no_blink(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,255 @@
+"""Chat screen with a scripted generator: both answers stream side by side, Stop stops mid-answer,
+a generation error is shown and the screen stays usable, history and settings reach the engine,
+transcripts are saved without tokens; plus a snapshot, and one end-to-end test on the real engine
+(the builtin tiny model trained for a few steps, opened from the Adapters screen)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Input, Select
+
+from humanlike_tui.engine.generate import GenSettings, Turn
+from humanlike_tui.errors import ModelError
+from humanlike_tui.ui.chat_fakes import SCRIPTS, FakeGenerator, FakeLibrary, fake_chat_services
+from humanlike_tui.ui.screens.chat import ChatScreen
+from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
+from ui_helpers import SIZE, build, no_blink, wait_until
+
+
+def chat_app(services=None, initial_screen: str = "chat"):
+    app = build(initial_screen=initial_screen)
+    app.services.extra["chat"] = services or fake_chat_services()
+    return app
+
+
+async def open_adapter(pilot, name: str = "warm-sft-v2") -> ChatScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    await wait_until(pilot, lambda: screen.adapters is not None, what="the adapter list")
+    screen.query_one("#adapter-select", Select).value = name
+    await wait_until(pilot, lambda: screen.loaded_name == name or bool(screen.load_error), what="the adapter")
+    return screen
+
+
+async def ask(pilot, screen: ChatScreen, prompt: str, wait: bool = True) -> None:
+    screen.query_one("#prompt", Input).value = prompt
+    await pilot.press("enter")
+    if wait:
+        await wait_until(pilot, lambda: not screen.busy, what="both answers")
+        await pilot.pause(0.08)
+
+
+def full(side: str) -> str:
+    return "".join(SCRIPTS[side]).strip()
+
+
+def test_transcript_markdown_quotes_answers_and_redacts_tokens():
+    from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, redact_secrets, transcript_markdown
+
+    turn = ChatTurn("Hi", "warm", "microsoft/phi-2", {"temperature": 0.7})
+    turn.answers["base"] = SideAnswer("# not a heading\n---", 5, "end")
+    turn.answers["adapter"] = SideAnswer("hey", 2, "stopped")
+    text = transcript_markdown([turn], 0.0, environ={"HF_TOKEN": "supersecretvalue"})
+    assert "> # not a heading\n> ---" in text and "**Adapter warm** · 2 tokens · stopped" in text
+    assert redact_secrets("a supersecretvalue b", {"HF_TOKEN": "supersecretvalue"}) == "a [redacted token] b"
+    assert redact_secrets("x hf_" + "a" * 34 + " y", {}) == "x [redacted token] y"
+    assert redact_secrets("half_done", {}) == "half_done"  # ordinary words stay
+
+
+async def test_both_answers_stream_side_by_side():
+    services = fake_chat_services()
+    app = chat_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        assert [o for o in screen.adapters if not o.can_chat] == []  # incomplete runs are not offered
+        assert "warm-sft-v2 on microsoft/phi-2" in screen.status_text()
+        await ask(pilot, screen, "How was your weekend?")
+        for side in ("base", "adapter"):
+            assert screen.pane(side).text == full(side)
+            assert screen.turns[0].answers[side].finish == "end"
+        assert 2 <= screen.flushes <= len(SCRIPTS["base"]) + len(SCRIPTS["adapter"])  # batched, nothing lost
+        [generator] = services.opened
+        prompt, history, settings = generator.calls[0]
+        assert (prompt, history) == ("How was your weekend?", [])
+        assert settings == GenSettings(48, 0.7, 0.9, 1.1, 0)  # the demo config's [generate]
+        assert screen.query_one("#prompt", Input).value == ""
+
+
+async def test_stop_in_the_middle_keeps_what_was_written():
+    gen = FakeGenerator("warm-sft-v2", hold_after=3)
+    app = chat_app(fake_chat_services(generator=lambda name: gen))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "Tell me about your day", wait=False)
+        await wait_until(pilot, gen.holding.is_set, what="the generator to hold mid-answer")
+        assert screen.busy and app.screen.check_action("stop_generation", ()) is True
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.busy, what="the stop")
+        await pilot.pause(0.08)
+        turn = screen.turns[0]
+        assert turn.answers["base"].finish == "stopped" and turn.answers["base"].text == "I am an"
+        assert turn.answers["adapter"].finish == "stopped" and turn.answers["adapter"].tokens == 0
+        assert screen.pane("base").text == "I am an"
+        assert app.screen.check_action("stop_generation", ()) is None  # dimmed again
+
+
+async def test_generation_error_is_clear_and_the_screen_stays_usable():
+    gens = iter([FakeGenerator("warm-sft-v2", fail_side="adapter")])
+    app = chat_app(fake_chat_services(generator=lambda name: next(gens)))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "Hi")
+        turn = screen.turns[0]
+        assert turn.answers["base"].text == full("base")
+        assert "out of GPU memory" in turn.error and turn.answers["adapter"].finish == "failed"
+        assert any("out of GPU memory" in str(n.message) for n in app._notifications)
+        screen.generator.fail_side = None
+        await ask(pilot, screen, "Hi again")
+        prompt, history, _ = screen.generator.calls[1]
+        assert history == []  # the failed turn is not history
+        assert screen.pane("adapter").text == full("adapter")
+
+
+async def test_history_and_settings_reach_the_engine():
+    services = fake_chat_services()
+    app = chat_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "First")
+        screen.query_one("#gen-temperature", Input).value = "0"
+        screen.query_one("#gen-max_new_tokens", Input).value = "5"
+        await ask(pilot, screen, "Second")
+        _, history, settings = services.opened[0].calls[1]
+        assert [Turn(*h) if isinstance(h, tuple) else h for h in history] == [Turn("First", full("base"),
+                                                                                full("adapter"))]
+        assert (settings.temperature, settings.max_new_tokens) == (0.0, 5)
+        assert screen.turns[1].answers["base"].finish == "length"
+        screen.query_one("#gen-top_p", Input).value = "2"
+        await pilot.pause(0.05)
+        assert "must be <= 1" in str(screen.query_one("#gen-top_p-note").render())
+        await ask(pilot, screen, "Third", wait=False)
+        await pilot.pause(0.05)
+        assert len(services.opened[0].calls) == 2 and not screen.busy  # refused: the form has a problem
+        await pilot.press("ctrl+n")
+        assert screen.turns == [] and screen.pane("base").text == ""
+
+
+async def test_switching_adapters_frees_the_previous_one():
+    services = fake_chat_services()
+    app = chat_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot, "warm-sft-v2")
+        await ask(pilot, screen, "Hi")
+        await open_adapter(pilot, "warm-sft-v1")
+        first, second = services.opened
+        assert first.closed and not second.closed  # one base model in memory at a time
+        await ask(pilot, screen, "Hi")
+        assert second.calls[0][1] == []  # history starts again with the new adapter
+        assert screen.history_start == 1 and len(screen.turns) == 2
+
+
+async def test_open_error_and_no_adapters():
+    app = chat_app(fake_chat_services(open_error=ModelError("/runs/x/adapter: incomplete adapter, missing "
+                                                            "adapter_model.safetensors; resume or retrain the run")))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        assert "could not open warm-sft-v2: /runs/x/adapter: incomplete adapter" in screen.status_text()
+        await ask(pilot, screen, "Hi", wait=False)
+        assert screen.turns == []
+    empty = chat_app(fake_chat_services(FakeLibrary(infos=[])))
+    async with empty.run_test(size=SIZE) as pilot:
+        screen = empty.screen
+        await wait_until(pilot, lambda: screen.adapters == [], what="the empty list")
+        assert "No finished adapter yet" in screen.status_text()
+
+
+async def test_save_transcript_as_markdown_without_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_SecretValueThatIsLongEnough1234")
+    app = chat_app(fake_chat_services(transcripts=tmp_path / "transcripts"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "my token is hf_SecretValueThatIsLongEnough1234 and hf_abcdefghijklmnopqrstuvwxyz12")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the save dialog")
+        path_box = app.screen.query_one(Input)
+        assert path_box.value == str(tmp_path / "transcripts" / "chat-20260101-120000.md") or \
+            path_box.value.startswith(str(tmp_path / "transcripts" / "chat-2026"))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the dialog to close")
+        [saved] = (tmp_path / "transcripts").iterdir()
+        text = saved.read_text()
+        assert "hf_" not in text and text.count("[redacted token]") == 2
+        assert "## 1. You" in text and "**Adapter warm-sft-v2**" in text and "> " + full("adapter") in text
+        # The same name again is refused, never overwritten.
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the save dialog")
+        app.screen.query_one(Input).value = str(saved)
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert isinstance(app.screen, TextPromptDialog) and "exists" in str(app.screen.query_one(".dialog-problem").render())
+
+
+async def test_quitting_mid_answer_does_not_hang():
+    gen = FakeGenerator("warm-sft-v2", hold_after=2)
+    app = chat_app(fake_chat_services(generator=lambda name: gen))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "Hello", wait=False)
+        await wait_until(pilot, gen.holding.is_set, what="the hold")
+        await pilot.press("ctrl+q")
+    assert screen.stop_event.is_set()  # set on unmount: the generation thread ends at its next token
+    deadline = time.monotonic() + 5
+    while gen.holding.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not gen.holding.is_set()
+
+
+def test_chat_screen_snapshot(snap_compare, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    app = chat_app()
+
+    async def run_before(pilot):
+        screen = await open_adapter(pilot)
+        await ask(pilot, screen, "How was your weekend?")
+        no_blink(app)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# --- end to end: the real engine ------------------------------------------------------------------------
+
+async def test_end_to_end_trained_adapter_opened_from_the_library_answers_twice(home):
+    from humanlike_tui.engine.generate import memory_report
+    from humanlike_tui.ui.screens.adapters import AdaptersScreen
+    from tiny_run import RUN_NAME, install_run
+
+    install_run(home)
+    app = build(initial_screen="adapters")  # production chat services: the real store and engine
+    async with app.run_test(size=SIZE) as pilot:
+        library = app.screen
+        assert isinstance(library, AdaptersScreen)
+        await wait_until(pilot, lambda: library.infos, timeout=20, what="the store")
+        assert library.infos[0].name == RUN_NAME and library.infos[0].can_chat
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the Chat screen")
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.loaded_name == RUN_NAME or bool(chat.load_error), timeout=90,
+                         what="the real model to load")
+        assert not chat.load_error
+        chat.query_one("#gen-max_new_tokens", Input).value = "6"
+        await ask(pilot, chat, "How was your weekend?", wait=False)
+        await wait_until(pilot, lambda: not chat.busy, timeout=90, what="two real answers")
+        await pilot.pause(0.08)
+        turn = chat.turns[0]
+        assert not turn.error
+        for side in ("base", "adapter"):
+            answer = turn.answers[side]
+            assert answer.finish in ("end", "length") and 1 <= answer.tokens <= 6
+            assert chat.pane(side).text == answer.text
+        assert chat.flushes >= 2  # streamed: drawn in pieces, at least one per side
+        report = memory_report()
+        assert report["base_models"] == 1, report["models"]  # base and adapter share ONE base model
+        assert report["bytes"] == chat.generator.memory()["bytes"]
