@@ -61,8 +61,12 @@ def _list_adapters() -> list[Any]:
 
 
 def _open_generator(name: str, log: Log) -> Any:
-    from humanlike_tui.engine.generate import Generator
+    from humanlike_tui.ui.services import prepare, warm_imports
 
+    warm_imports()  # the shell's guard: transformers' lazy imports are not safe from two threads at once
+    from humanlike_tui.engine.generate import Generator, resolve_adapter
+
+    prepare(resolve_adapter(name).config)  # and a builtin base is made by one thread only
     return Generator.open(name, log=log)
 
 
@@ -85,8 +89,12 @@ def _delete(name: str) -> None:
 
 
 def _export(name: str, folder: Path, dtype: str, log: Log) -> Path:
-    from humanlike_tui.engine import library
+    from humanlike_tui.ui.services import prepare, warm_imports
 
+    warm_imports()
+    from humanlike_tui.engine import library, store
+
+    prepare(store.get_run(name).config())
     return library.export_merged(name, folder, dtype=dtype, log=log)
 
 

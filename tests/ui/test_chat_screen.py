@@ -75,6 +75,10 @@ async def test_both_answers_stream_side_by_side():
         assert (prompt, history) == ("How was your weekend?", [])
         assert settings == GenSettings(48, 0.7, 0.9, 1.1, 0)  # the demo config's [generate]
         assert screen.query_one("#prompt", Input).value == ""
+        from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider
+
+        commands = [text for text, _, _ in ScreenBindingsProvider(screen, None)._commands()]
+        assert "Chat: Stop" in commands and "Chat: Save transcript" in commands  # in the command palette
 
 
 async def test_stop_in_the_middle_keeps_what_was_written():
