@@ -9,7 +9,8 @@ import sys
 def run(args: argparse.Namespace) -> int:
     try:
         from humanlike_tui.ui.app import run_app
-    except ImportError:
-        print("the workbench is not built yet; use the headless commands (humanlike-tui --help)", file=sys.stderr)
+    except ImportError as exc:  # a broken install: say what is missing, keep the headless commands usable
+        print(f"error: the workbench cannot start ({exc}); reinstall humanlike-tui with its dependencies, "
+              "or use the headless commands (humanlike-tui --help)", file=sys.stderr)
         return 1
     return run_app(args)

@@ -27,7 +27,7 @@ from humanlike_tui import paths
 from humanlike_tui.config import Config
 from humanlike_tui.errors import ConfigError, HumanlikeError
 from humanlike_tui.ui.messages import (ConfigChanged, EngineEvent, GpuSamples, HardwareReport, PlanReady,
-                                       PreviewReady, RunsListed)
+                                       PreviewReady, RunHistory, RunsListed)
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.config import ConfigScreen
@@ -211,20 +211,33 @@ class WorkbenchApp(App[int]):
     def _launch(self, cfg: Config, resume: str | None) -> None:
         # Fresh events per run: a late Stop meant for the last run must not stop this one.
         self._stop_run, self._pause_run = threading.Event(), threading.Event()
+        from_disk = resume is not None and resume != self.state.tracker.run_id  # not this session's run
         self.state.tracker.begin(cfg, self.now(), resume=resume)
         self.switch_mode("train")
-        self._train(cfg, resume, self._stop_run, self._pause_run)
+        self._train(cfg, resume, self._stop_run, self._pause_run, history_of=resume if from_disk else None)
         self._run_changed()
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False, name="training")
-    def _train(self, cfg: Config, resume: str | None, stop: threading.Event, pause: threading.Event) -> Any:
+    def _train(self, cfg: Config, resume: str | None, stop: threading.Event, pause: threading.Event,
+               history_of: str | None = None) -> Any:
         def emit(event: ev.Event) -> None:
             self.post_message(EngineEvent(event))
+
+        if history_of is not None:
+            try:
+                train, evals = self.services.run_history(history_of)
+            except Exception:  # only the chart's past is lost; the run itself resumes from its checkpoint
+                train, evals = [], []
+            self.post_message(RunHistory(history_of, train, evals))  # handled before the engine's first event
 
         return self.services.run_training(cfg, emit, stop, resume=resume, pause=pause,
                                           power=lambda: self._training_watts)
 
     # ---- training: what comes back ----
+
+    def on_run_history(self, message: RunHistory) -> None:
+        self.state.tracker.add_history(message.train, message.evals)
+        self._run_changed()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event

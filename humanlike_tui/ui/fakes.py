@@ -105,7 +105,9 @@ class FakeEngine:
         self.calls.append(resume)
         self.power = power
         stop, pause = stop or threading.Event(), pause or threading.Event()
-        start = self.saved_step if resume else 0
+        # This engine's own run continues where it stopped; an earlier run (from disk) at step 6, where
+        # fake_services' run_history ends.
+        start = 0 if not resume else self.saved_step if resume == self.run_id else 6
         emit(ev.Log("loading builtin:tiny-phi (nf4) ..."))
         if not resume:
             emit(ev.DataReport("builtin:sample", 400, 388, {"too_long": 12}, 350, 38, 142.0, 250))
@@ -171,7 +173,10 @@ def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = No
                   preview: Callable[[Config], Any] = fake_preview) -> Services:
     readings = FIXED_READINGS if readings is None else readings
     runs = [RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")] if runs is None else runs
-    return Services(run_training=engine or FakeEngine(), list_runs=lambda: list(runs),
+    def history(run_id: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        return [(s, fake_loss(s)) for s in range(1, 7)], [(5, fake_loss(5) + 0.15)]
+
+    return Services(run_training=engine or FakeEngine(), list_runs=lambda: list(runs), run_history=history,
                     probe_hardware=lambda: FIXED_REPORT, sample_gpus=lambda: list(readings),
                     plan_vram=lambda cfg, report: plan, preview_data=preview, clock=clock or FakeClock(),
                     gpu_interval=gpu_interval)

@@ -20,6 +20,16 @@ class EngineEvent(Message):
         self.event = event
 
 
+class RunHistory(Message):
+    """The loss history of an earlier run being resumed, read from its folder before training starts."""
+
+    def __init__(self, run_id: str, train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.train = train
+        self.evals = evals
+
+
 class GpuSamples(Message):
     """The latest reading of every GPU. If the UI falls behind, only the newest matters for the
     bars; the chart loses a point, which at one a second nobody sees."""

@@ -132,6 +132,9 @@ class RunTracker:
     def _update(self, event: ev.Event) -> None:
         match event:
             case ev.RunStarted():
+                # Points past the checkpoint we resume from were never kept by the engine: drop them.
+                self.train = [p for p in self.train if p[0] <= event.start_step]
+                self.evals = [p for p in self.evals if p[0] <= event.start_step]
                 self.status = "training"
                 self.run_id, self.run_dir, self.method = event.run_id, event.run_dir, event.method
                 self.device, self.total_steps, self.start_step = event.device, event.total_steps, event.start_step
@@ -166,6 +169,14 @@ class RunTracker:
                 self.failure = event.reason
                 self.run_id = event.run_id or self.run_id
                 self.energy.pause()
+
+    def add_history(self, train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> None:
+        """An earlier run's curve, read from disk, put before whatever this session has seen of it."""
+        if not self.train:
+            self.train = list(train)
+        if not self.evals:
+            self.evals = list(evals)
+        self.version += 1
 
     def request(self, what: str, now: float) -> None:
         """The user pressed Stop or Pause: shown at once, while the engine finishes its step and saves."""

@@ -78,6 +78,8 @@ class Services:
     sample_gpus: Callable[[], list[GpuReading]]
     plan_vram: Callable[[Config, HardwareView], PlanView]
     preview_data: Callable[[Config], Any]
+    # An earlier run's loss history (train, eval points), so its curve continues on resume.
+    run_history: Callable[[str], tuple[list[tuple[int, float]], list[tuple[int, float]]]] = lambda run_id: ([], [])
     clock: Callable[[], float] = time.monotonic
     gpu_interval: float | None = 1.0  # None: no polling worker (snapshot tests feed readings by hand)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +87,8 @@ class Services:
 
 def production_services() -> Services:
     return Services(run_training=_run_training, list_runs=_list_runs, probe_hardware=_probe_hardware,
-                    sample_gpus=_LazySampler(), plan_vram=_plan_vram, preview_data=_preview_data)
+                    sample_gpus=_LazySampler(), plan_vram=_plan_vram, preview_data=_preview_data,
+                    run_history=_run_history)
 
 
 # ---- the real engine, imported on first use (always from a worker thread) ----
@@ -135,9 +138,20 @@ def _run_training(cfg, emit, stop=None, *, resume=None, pause=None, power=None):
 
 
 def _list_runs() -> list[RunChoice]:
+    """Runs that can go on: a checkpoint on disk, and neither finished nor training elsewhere."""
     from humanlike_tui.engine import store
 
-    return [run_choice(r) for r in store.list_runs()]
+    return [run_choice(r) for r in store.list_runs()
+            if r.status() not in ("finished", "running") and r.latest_checkpoint() is not None]
+
+
+def _run_history(run_id: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    from humanlike_tui.engine import store
+
+    metrics = store.get_run(run_id).metrics()
+    train = [(int(m["step"]), float(m["loss"])) for m in metrics if m.get("kind") == "train" and "loss" in m]
+    evals = [(int(m["step"]), float(m["eval_loss"])) for m in metrics if m.get("kind") == "eval" and "eval_loss" in m]
+    return train, evals
 
 
 def _probe_hardware() -> HardwareView:

@@ -141,3 +141,23 @@ def test_adapters_read_the_real_store():
     choice = run_choice(store.list_runs()[0])
     assert choice.run_id == run.run_id and choice.config == CFG.to_dict()
     assert run.run_id in choice.label and "interrupted" in choice.label  # created, never trained
+
+
+def test_resumable_runs_and_their_history_from_the_real_store():
+    from humanlike_tui.engine import store
+    from humanlike_tui.ui.services import _list_runs, _run_history
+
+    finished, stopped, bare = store.create_run(CFG), store.create_run(CFG), store.create_run(CFG)
+    for run, status in ((finished, "finished"), (stopped, "stopped"), (bare, "stopped")):
+        run.update_meta(status=status)
+    finished.adapter_dir.mkdir()
+    (finished.adapter_dir / store.COMPLETE).write_text("")
+    for run in (finished, stopped):
+        ckpt = run.checkpoints_dir / "step-000004"
+        ckpt.mkdir(parents=True)
+        (ckpt / store.COMPLETE).write_text("")
+    stopped.append_metric({"step": 1, "kind": "train", "loss": 2.5, "lr": 1e-3})
+    stopped.append_metric({"step": 2, "kind": "eval", "eval_loss": 2.4})
+    # finished: nothing to resume; bare: no checkpoint to resume from
+    assert [c.run_id for c in _list_runs()] == [stopped.run_id]
+    assert _run_history(stopped.run_id) == ([(1, 2.5)], [(2, 2.4)])

@@ -64,3 +64,25 @@ def test_engine_never_imports_textual():
             "bad = [m for m in sys.modules if m.startswith(('textual', 'humanlike_tui.ui'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_startup_config_comes_from_flags_then_the_saved_file_then_the_preset(tmp_path):
+    from argparse import Namespace
+
+    from humanlike_tui import config as cfgmod
+    from humanlike_tui import paths
+    from humanlike_tui.ui.app import initial_config
+
+    saved = paths.config_dir() / "config.toml"
+    none = Namespace(config=None, preset=None, overrides=[])
+    assert initial_config(none) == (cfgmod.load_preset("gaming-8gb"), saved, "")
+    cfgmod.save_config(cfgmod.load_preset("demo"), saved)
+    assert initial_config(none)[0] == cfgmod.load_preset("demo")
+    saved.write_text("[lora]\nr = 0\n")
+    cfg, _, note = initial_config(none)
+    assert cfg == cfgmod.load_preset("gaming-8gb") and "lora.r: must be >= 1" in note
+    flags = Namespace(config=None, preset="demo", overrides=["train.max_steps=5"])
+    assert initial_config(flags)[0].train.max_steps == 5
+    other = tmp_path / "mine.toml"
+    cfgmod.save_config(cfgmod.load_preset("demo"), other)
+    assert initial_config(Namespace(config=str(other), preset=None, overrides=[]))[1] == other

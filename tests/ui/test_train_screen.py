@@ -145,6 +145,9 @@ async def test_resume_an_earlier_run_from_the_picker():
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.state.tracker.status == "finished")
         assert engine.calls == ["20251231-090000-demo"]
+        # its history from disk (steps 1-6), then the resumed steps: one curve
+        assert [s for s, _ in app.state.tracker.train] == list(range(1, 13))
+        assert [s for s, _ in app.state.tracker.evals] == [5, 10]
 
 
 async def test_no_earlier_runs_says_so_and_cancels():
