@@ -27,12 +27,12 @@ async def test_train_the_tiny_model_from_the_ui_and_stop_with_a_checkpoint():
         await wait_until(pilot, lambda: (len(tracker.train) >= 3 and tracker.evals) or tracker.status == "failed",
                          timeout=120, what="three steps and an evaluation from the real engine")
         assert tracker.status == "training", "\n".join(tracker.log)
-        await pilot.pause(0.3)  # the batched redraw
         screen = app.screen
         assert isinstance(screen, TrainScreen)
+        chart = screen.query_one(LossChart)
+        await wait_until(pilot, lambda: chart.shown_points[0] >= 3 and chart.shown_points[1] >= 1,
+                         what="the batched redraw of the chart")
         assert screen.query_one(ProgressBar).progress >= 3 and screen.query_one(ProgressBar).total == 500
-        train_points, eval_points = screen.query_one(LossChart).shown_points
-        assert train_points >= 3 and eval_points >= 1
         assert tracker.device.startswith("CPU") and tracker.samples  # the fixed prompts were answered
         await pilot.press("s")
         await wait_until(pilot, lambda: tracker.status == "stopped", timeout=60, what="the stop checkpoint")

@@ -10,7 +10,7 @@ from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
 from humanlike_tui.ui.services import PlanView
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
-from ui_helpers import SIZE, build, feed_readings, settle
+from ui_helpers import SIZE, build, feed_readings, settle, wait_until
 
 
 def text_of(widget) -> str:
@@ -47,7 +47,8 @@ async def test_no_gpu_and_broken_probe_are_explained():
     app.services.probe_hardware = broken_probe
     async with app.run_test(size=SIZE) as pilot:
         await feed_readings(pilot, FakeClock(), 1, readings=[])
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: bool(app.state.hardware_error), what="the probe's failure")
+        await pilot.pause(0)
         assert "No NVIDIA GPU found" in text_of(app.screen.query_one(GpuBars))
         assert "hardware probe failed: unexpected error: RuntimeError: NVML exploded" in text_of(
             app.screen.query_one("#hw-error"))
@@ -69,18 +70,18 @@ async def test_plan_follows_the_config_and_shows_planner_errors():
         await settle(pilot)
         assert app.state.plan.headline == "r=16"
         (await app.screen.form.reveal("lora.r")).set_value(64)
-        await pilot.pause(0.6)  # the debounce, then the worker
+        await wait_until(pilot, lambda: app.state.plan.verdict == "unknown", what="the debounced plan")
+        assert seen[-1] == 64
         await pilot.press("f1")
         await settle(pilot)
-        assert seen[-1] == 64
         assert "VRAM estimate unavailable" in text_of(app.screen.query_one(PlanPanel))
 
 
 async def test_gpu_polling_worker_runs_and_stops():
     app = build(gpu_interval=0.05)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.3)
-        assert app.state.readings and app.state.readings[0].power_w == 95.0
+        await wait_until(pilot, lambda: bool(app.state.readings), what="a reading from the polling worker")
+        assert app.state.readings[0].power_w == 95.0
     assert app._shutting_down.is_set()
 
 
