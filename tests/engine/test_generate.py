@@ -40,7 +40,8 @@ def collect():
 
 def test_first_turn_is_formatted_exactly_as_in_training(tok):
     for template in ("instruct", "chat"):
-        assert format_conversation("  How are you? ", [], template, tok) == D.format_prompt("How are you?", template, tok)
+        expected = D.format_prompt("How are you?", template, tok)
+        assert format_conversation("  How are you? ", [], template, tok) == expected
 
 
 def test_history_is_earlier_training_examples_then_the_prompt(tok):

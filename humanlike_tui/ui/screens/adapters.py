@@ -137,9 +137,11 @@ def library_summary(infos: list[Any]) -> str:
     return text
 
 
-# ---- messages from the workers ----
+# ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
 
 class LibraryListed(Message):
+    bubble = False
+
     def __init__(self, infos: list[Any], error: str = "") -> None:
         super().__init__()
         self.infos = infos
@@ -147,6 +149,8 @@ class LibraryListed(Message):
 
 
 class DetailsRead(Message):
+    bubble = False
+
     def __init__(self, name: str, details: dict[str, Any] | None) -> None:
         super().__init__()
         self.name = name
@@ -156,12 +160,16 @@ class DetailsRead(Message):
 class LibraryChanged(Message):
     """A rename, delete or export finished (or failed)."""
 
+    bubble = False
+
     def __init__(self, done: str = "", error: str = "", title: str = "") -> None:
         super().__init__()
         self.done, self.error, self.title = done, error, title
 
 
 class ExportProgress(Message):
+    bubble = False
+
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text

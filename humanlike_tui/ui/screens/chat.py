@@ -49,10 +49,12 @@ def _chat_events():
     return chat_events
 
 
-# ---- messages from the workers ----
+# ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
 
 class ChatStream(Message):
     """One engine chat event (AnswerStarted / AnswerText / AnswerDone). Never merged."""
+
+    bubble = False
 
     def __init__(self, event: Any) -> None:
         super().__init__()
@@ -60,6 +62,8 @@ class ChatStream(Message):
 
 
 class AdaptersListed(Message):
+    bubble = False
+
     def __init__(self, infos: list[Any], error: str = "") -> None:
         super().__init__()
         self.infos = infos
@@ -68,6 +72,8 @@ class AdaptersListed(Message):
 
 class GeneratorLog(Message):
     """Loading progress; only the newest line matters."""
+
+    bubble = False
 
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -78,6 +84,8 @@ class GeneratorLog(Message):
 
 
 class GeneratorOpened(Message):
+    bubble = False
+
     def __init__(self, name: str, generator: Any = None, error: str = "", describe: dict | None = None,
                  memory: dict | None = None) -> None:
         super().__init__()
@@ -86,6 +94,8 @@ class GeneratorOpened(Message):
 
 
 class ExchangeEnded(Message):
+    bubble = False
+
     def __init__(self, turn: ChatTurn, error: str = "") -> None:
         super().__init__()
         self.turn = turn
