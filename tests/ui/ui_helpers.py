@@ -27,7 +27,7 @@ def build(engine: FakeEngine | None = None, clock: FakeClock | None = None, *, i
     return make_app(services, load_preset("demo"), config_path, initial_screen=initial_screen)
 
 
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Let the app run until `condition()` holds (workers are threads: their messages need turns)."""
     deadline = time.monotonic() + timeout
     while not condition():
