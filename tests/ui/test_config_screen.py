@@ -10,7 +10,6 @@ from textual.widgets import Input, Select, Static, Switch
 from humanlike_tui import config as cfgmod
 from humanlike_tui import paths
 from humanlike_tui.ui.fakes import fake_preview
-from humanlike_tui.ui.screens.config import ConfigScreen
 from humanlike_tui.ui.widgets.config_form import GROUPS, ConfigForm, parse_text
 from humanlike_tui.ui.widgets.data_look import DataLook
 from ui_helpers import SIZE, build, flush, settle, wait_until

@@ -3,7 +3,7 @@ and clear messages when there is no GPU or the probe breaks."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from humanlike_tui.ui.fakes import FakeClock
 from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
