@@ -204,6 +204,10 @@ def _coerce(value: Any, t: type) -> tuple[bool, Any]:
 
 def _check_field(path: str, value: Any, f: dataclasses.Field, t: type) -> list[str]:
     m = f.metadata
+    texts = value if t is tuple else (value,) if t is str else ()
+    if not all(_is_utf8(v) for v in texts):
+        return [f"{path}: must be valid UTF-8 text, got {value!r}; undecodable bytes (e.g. from a file name "
+                "in another encoding) cannot be saved in a config; rename the file or retype the value"]
     if m.get("choices") and value not in m["choices"]:
         return [f"{path}: must be one of {', '.join(map(str, m['choices']))}, got {value!r}"]
     if t in (int, float):
@@ -213,6 +217,14 @@ def _check_field(path: str, value: Any, f: dataclasses.Field, t: type) -> list[s
         if hi is not None and value > hi:
             return [f"{path}: must be <= {_num(hi)}, got {_num(value)}"]
     return []
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # lone surrogates (an undecodable command-line byte, a JSON "\\ud800") fail
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _num(x: float) -> str:

@@ -140,9 +140,11 @@ def _tabular_records(path: Path, suffix: str) -> list[Any]:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path) if suffix == ".parquet" else pcsv.read_csv(path)
+        return table.to_pylist()  # inside the try: a CSV that is not UTF-8 fails only here
+    except UnicodeDecodeError:
+        raise DataError(f"data.source: {path} is not UTF-8 text; save it as UTF-8") from None
     except Exception as exc:  # pyarrow raises many types for a bad file
         raise DataError(f"data.source: cannot read {path.name} ({type(exc).__name__}: {exc})") from None
-    return table.to_pylist()
 
 
 def _hub_records(name: str, dcfg: DataConfig) -> Any:
@@ -175,17 +177,29 @@ def check_rows(records: Iterable[Any], dcfg: DataConfig, counts: DataCounts, nee
             continue
         rejected = rec.get(dcfg.rejected_column) if dcfg.rejected_column else None
         rows.append(Row(rec[dcfg.prompt_column], rec[dcfg.chosen_column],
-                        rejected if isinstance(rejected, str) and rejected.strip() else None))
+                        rejected if isinstance(rejected, str) and rejected.strip() and _encodable(rejected) else None))
         if dcfg.max_rows and len(rows) >= dcfg.max_rows:
             break
-    if counts.rows_read == 0 or (counts.rows_read == sum(counts.dropped.values()) and not seen_any_column):
+    unreadable = sum(counts.dropped[r] for r in READ_PROBLEMS)
+    if counts.rows_read == 0 or (not rows and not seen_any_column and unreadable < counts.rows_read):
         raise DataError(f"data.source: no rows with the columns {', '.join(map(repr, columns))} in "
                         f"{counts.source}; set data.prompt_column / chosen_column / rejected_column to the "
                         "names your data uses")
     if not rows:
+        fixes = [FIXES[r] for r, _ in counts.dropped.most_common() if r in FIXES]
+        fix = "; ".join(dict.fromkeys(fixes + [f"every row needs non-empty text fields {', '.join(columns)}"]))
         raise DataError(f"data.source: none of the {counts.rows_read} rows in {counts.source} is usable "
-                        f"({_reasons(counts)}); every row needs non-empty text fields {', '.join(columns)}")
+                        f"({_reasons(counts)}); {fix}")
     return rows
+
+
+# Problems found before a row's fields can be read, and the fix for each kind of dropped row.
+READ_PROBLEMS = ("not UTF-8", "malformed JSON line", "not an object")
+FIXES = {"not UTF-8": "save the file as UTF-8 text",
+         "malformed JSON line": "each line of a .jsonl file must be one JSON object, e.g. "
+                                '{"prompt": "...", "chosen": "...", "rejected": "..."}',
+         "not an object": "each row must be a JSON object with named fields",
+         "over max_length": f"rows longer than {MAX_FIELD_CHARS:,} characters are dropped; shorten or split them"}
 
 
 def _row_problem(rec: dict, columns: list[str]) -> str | None:
@@ -199,7 +213,18 @@ def _row_problem(rec: dict, columns: list[str]) -> str | None:
             return f"empty {c}"
         if len(v) > MAX_FIELD_CHARS:
             return "over max_length"
+        if not _encodable(v):
+            return f"{c} not valid Unicode"
     return None
+
+
+def _encodable(text: str) -> bool:
+    """False for text the tokenizer cannot take: a JSON escape like "\\ud800" decodes to a lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reasons(counts: DataCounts) -> str:

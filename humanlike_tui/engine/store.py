@@ -32,6 +32,9 @@ from humanlike_tui.errors import StoreError
 from humanlike_tui.paths import runs_dir
 
 COMPLETE = "COMPLETE"
+# Test-only hook: seconds to wait inside atomic_dir after the folder is complete and before the rename,
+# so the crash tests can kill a process in the middle of a checkpoint write. Unset in normal use.
+TEST_WRITE_DELAY_ENV = "HUMANLIKE_TUI_TEST_WRITE_DELAY"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 
@@ -88,6 +91,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
                     os.fsync(fh.fileno())
         (tmp / COMPLETE).write_text(json.dumps({"written": time.time()}))
         fsync_dir(tmp)
+        if os.environ.get(TEST_WRITE_DELAY_ENV):
+            time.sleep(float(os.environ[TEST_WRITE_DELAY_ENV]))
         if target.exists():
             old = target.with_name(f".old-{target.name}-{os.getpid()}")
             os.replace(target, old)
@@ -184,14 +189,26 @@ class Run:
 
     def prune_checkpoints(self, keep: int) -> None:
         for _, path in self.checkpoints()[:-keep]:
-            shutil.rmtree(path, ignore_errors=True)
+            # Rename first: a crash mid-delete leaves a hidden leftover, never a half-deleted checkpoint
+            # that still has its COMPLETE marker.
+            trash = path.with_name(f".tmp-prune-{path.name}")
+            try:
+                os.replace(path, trash)
+            except OSError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
 
     def clean_partial(self) -> None:
-        """Remove leftovers of writes that a crash cut short."""
+        """Remove leftovers of writes that a crash cut short: atomic_dir's .tmp-/.old- folders and
+        atomic_write_text's .<name>.<random>.tmp files."""
         for parent in (self.run_dir, self.checkpoints_dir):
             if parent.is_dir():
-                for d in parent.iterdir():
-                    if d.name.startswith((".tmp-", ".old-")):
+                for d in sorted(parent.iterdir()):
+                    old = re.match(r"^\.old-(.+)-\d+$", d.name)
+                    if old and d.is_dir() and is_complete(d) and not (parent / old.group(1)).exists():
+                        os.replace(d, parent / old.group(1))  # cut between atomic_dir's two renames: roll back
+                        continue
+                    if d.name.startswith((".tmp-", ".old-")) or (d.name.startswith(".") and d.name.endswith(".tmp")):
                         shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
 
     def acquire(self) -> None:

@@ -65,9 +65,12 @@ def init_distributed() -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without CUDA (CPU-only CI, `accelerate launch --multi_gpu` on a machine with no GPU) accelerate
+    # would see no backend and leave every process alone as rank 0 of 1: ask for gloo on the CPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Dist(state.process_index, state.num_processes, state.local_process_index)
 
 
@@ -548,7 +551,7 @@ class _Trainer:
                 self.recover_oom(step, idx, phase)
         norm = self.optimizer_step(lr_at(self.cfg, step))
         # The one host sync of the step: everything below is for logging.
-        local = [float(stats["loss_sum"]), float(tokens)]
+        local = [float(stats.get("loss_sum", 0.0)), float(tokens)]  # a rank may get no sample this step
         extra = [float(stats.get(k, 0.0)) for k in ("chosen_sum", "rejected_sum", "correct")]
         summed = self.sum_across(local + extra)
         loss, tokens_all = summed[0], int(summed[1])
@@ -765,6 +768,10 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             if dist.main:
                 run.truncate_metrics(trainer.step)
             trainer.log(f"resumed {run.run_id} at step {trainer.step}")
+        elif resume:
+            if dist.main:
+                run.truncate_metrics(0)
+            trainer.log(f"{run.run_id} has no complete checkpoint yet: training it again from step 0")
         trainer.t0 = time.perf_counter()
         if dist.main:
             run.update_meta(data=trainer.counts.to_dict(), trainable_params=trainer.trainable,
@@ -784,6 +791,10 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             trainer.emit(Finished(run.run_id, adapter, summary))
         return TrainResult(run.run_id, str(run.run_dir), status, adapter, summary)
     except HumanlikeError as exc:
+        if isinstance(exc, InputError) and run is not None and not resume and not (trainer and trainer.step):
+            # Bad config, data or model on a new run: it never trained, so leave no run folder behind.
+            if _discard_new_run(run, dist):
+                run = None
         _fail(emit if dist.main else ignore, run, str(exc), "input" if isinstance(exc, InputError) else "error")
         raise
     except Exception as exc:
@@ -814,6 +825,23 @@ def _gpu_power_reader(index: int) -> Callable[[], float | None] | None:
     return read
 
 
+def _discard_new_run(run: S.Run, dist: Dist) -> bool:
+    """Remove a run folder made by this call (the other ranks only forget it). False: kept."""
+    if not dist.main:
+        return True
+    if run.checkpoints():
+        return False
+    import shutil
+
+    trash = run.run_dir.with_name(f".tmp-discard-{run.run_id}")
+    try:
+        os.replace(run.run_dir, trash)  # out of the list at once, even if the delete is cut short
+    except OSError:
+        return False
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
 def _failure_message(exc: Exception) -> str:
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return ("the disk is full; free some space and resume the run (the last complete checkpoint is kept, "
@@ -828,10 +856,7 @@ def _open_run(cfg: Config | None, resume: str | None, run_name: str | None, dist
         cfg = cfg or saved
         check_resume_compatible(saved, cfg)
         run.clean_partial() if dist.main else None
-        checkpoint = run.latest_checkpoint()
-        if checkpoint is None:
-            raise InputError(f"run {resume} has no complete checkpoint to resume from; start it again "
-                             "(or delete it)")
+        checkpoint = run.latest_checkpoint()  # None: killed before its first checkpoint, starts again
         if dist.main and cfg != saved:
             from humanlike_tui.config import save_config
 
