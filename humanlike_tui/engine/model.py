@@ -7,6 +7,7 @@ exact shapes, for benchmarks). Both are made deterministically on first use and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -151,13 +152,31 @@ def ensure_builtin(name: str, log=lambda msg: None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "COMPLETE").write_text(BUILTIN_VERSION)
-        if target.exists():
-            shutil.rmtree(target)  # an older, incomplete copy
-        os.replace(tmp, target)
+        _install_builtin(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _install_builtin(tmp: Path, target: Path) -> None:
+    """Move a finished build into place. Two processes may build at once (the TUI and a CLI run):
+    the builds are identical, so the first one in wins and later ones are discarded; a complete
+    copy is never deleted, only an incomplete leftover is moved aside."""
+    if (target / "COMPLETE").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if target.exists():
+        stale = target.with_name(f".stale-{target.name}-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            os.replace(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "COMPLETE").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
 
 
 # --- resolving and loading ------------------------------------------------------------------------

@@ -55,3 +55,15 @@ def test_pickle_only_model_folder_is_refused(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelError, match="pickle"):
         M.resolve_model_path(Config().replace(**{"model.name": str(tmp_path)}))
+
+
+def test_a_second_build_never_deletes_a_complete_copy(tmp_path, monkeypatch):
+    """The TUI and a CLI run may both make the builtin model on first use: the first one in wins."""
+    monkeypatch.setenv("HUMANLIKE_TUI_HOME", str(tmp_path))
+    target = M.ensure_builtin("builtin:tiny-phi")
+    before = M.file_digest(target / "model.safetensors")
+    late = tmp_path / "late-build"
+    late.mkdir()
+    (late / "COMPLETE").write_text("x")
+    M._install_builtin(late, target)
+    assert not late.exists() and M.file_digest(target / "model.safetensors") == before
