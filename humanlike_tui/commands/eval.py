@@ -15,23 +15,6 @@ import sys
 
 from humanlike_tui.events import Event, EvalProgress, Log
 
-# (label, key, format): the order and wording of the table, the same names as --json.
-ROWS = (
-    ("preference accuracy", "preference_accuracy", "{:.1%}"),
-    ("preference margin (nats/token)", "preference_margin", "{:+.3f}"),
-    ("eval loss on chosen", "eval_loss", "{:.3f}"),
-    ("perplexity on chosen", "perplexity", "{:,.1f}"),
-    ("AI disclaimers", "ai_disclaimer_rate", "{:.1%}"),
-    ("with an emoji", "emoji_rate", "{:.1%}"),
-    ("ask a question back", "question_rate", "{:.1%}"),
-    ("with an exclamation", "exclamation_rate", "{:.1%}"),
-    ("contractions / 100 words", "contractions_per_100_words", "{:.2f}"),
-    ("mean length (words)", "mean_words", "{:.1f}"),
-    ("distinct-2", "distinct_2", "{:.3f}"),
-    ("repeated 3-grams", "repeated_ngram_rate", "{:.1%}"),
-    ("stopped on their own (EOS)", "stopped_rate", "{:.1%}"),
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, metavar="NAME", help="the run whose adapter to score "
@@ -96,14 +79,12 @@ class Progress:
             self.progress = None
 
 
-def fmt(value, pattern: str) -> str:
-    return "—" if value is None else pattern.format(value)
-
-
 def render(card) -> None:
     """The scorecard as a rich table: one row per figure, base | adapter | data chosen | data rejected."""
     from rich.console import Console
     from rich.table import Table
+
+    from humanlike_tui.engine.evaluate import FIGURES, format_figure
 
     d = card.to_dict()
     ref = d["reference"]
@@ -114,9 +95,9 @@ def render(card) -> None:
     table.add_column("figure")
     for name in ("base", "adapter", "data: chosen", "data: rejected"):
         table.add_column(name, justify="right")
-    for label, key, pattern in ROWS:
-        cells = [fmt(d["base"].get(key), pattern), fmt(d["adapter"].get(key), pattern)]
-        cells += [fmt((ref.get(side) or {}).get(key), pattern) for side in ("chosen", "rejected")]
+    for key, label, _ in FIGURES:
+        cells = [format_figure(key, d["base"].get(key)), format_figure(key, d["adapter"].get(key))]
+        cells += [format_figure(key, (ref.get(side) or {}).get(key)) for side in ("chosen", "rejected")]
         table.add_row(label, *cells)
     console = Console()
     console.print(table)

@@ -35,6 +35,30 @@ REPEAT_N = 3  # n of the repeated-n-gram rate (Welleck et al.'s seq-rep-n with n
 STYLE_KEYS = ("ai_disclaimer_rate", "emoji_rate", "question_rate", "exclamation_rate",
               "contractions_per_100_words", "mean_words", "distinct_2", "repeated_ngram_rate", "stopped_rate")
 LIKELIHOOD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "perplexity")
+# (key, label, format) in display order: one source for the CLI table and the Adapters screen.
+FIGURES = (
+    ("preference_accuracy", "preference accuracy", "{:.1%}"),
+    ("preference_margin", "preference margin (nats/token)", "{:+.3f}"),
+    ("eval_loss", "eval loss on chosen", "{:.3f}"),
+    ("perplexity", "perplexity on chosen", "{:,.1f}"),
+    ("ai_disclaimer_rate", "AI disclaimers", "{:.1%}"),
+    ("emoji_rate", "with an emoji", "{:.1%}"),
+    ("question_rate", "ask a question back", "{:.1%}"),
+    ("exclamation_rate", "with an exclamation", "{:.1%}"),
+    ("contractions_per_100_words", "contractions / 100 words", "{:.2f}"),
+    ("mean_words", "mean length (words)", "{:.1f}"),
+    ("distinct_2", "distinct-2", "{:.3f}"),
+    ("repeated_ngram_rate", f"repeated {REPEAT_N}-grams", "{:.1%}"),
+    ("stopped_rate", "stopped on their own (EOS)", "{:.1%}"),
+)
+
+
+def format_figure(key: str, value: float | None) -> str:
+    """A figure as shown to people; None (not measured, e.g. stopped_rate of written answers) is '—'."""
+    if value is None:
+        return "—"
+    pattern = next(f for k, _, f in FIGURES if k == key)
+    return pattern.format(value)
 
 
 class EvaluationCancelled(HumanlikeError):
@@ -298,7 +322,12 @@ def heldout_examples(cfg: Config, tok, data: str | None = None,
         source = str(data)
     else:
         need_rejected = cfg.train.method != "sft"  # as in training, so the same rows survive the filters
-        rows, counts = D.load_rows(cfg.data, need_rejected=need_rejected)
+        try:
+            rows, counts = D.load_rows(cfg.data, need_rejected=need_rejected)
+        except DataError as exc:  # most often a relative data.source and another working folder
+            raise DataError(f"{exc}\n(the run's held-out rows come from its data.source {cfg.data.source!r}: "
+                            "run eval from the folder the training ran in, or score a file with --data FILE)"
+                            ) from None
         examples = D.tokenize_rows(rows, tok, cfg.data, counts, need_rejected)
         _, examples = D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
         source = cfg.data.source

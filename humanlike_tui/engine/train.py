@@ -34,8 +34,9 @@ from humanlike_tui.events import (BatchReduced, CheckpointSaved, DataReport, Emi
 MAX_BUDGET_HALVINGS = 6
 LOGP_CHUNK = 2048  # tokens per lm_head chunk: bounds the fp32 logits tensor to chunk x vocab
 # Fields that define what a checkpoint means; a resume may change the others (e.g. max_steps).
+# (sft+dpo's switch step is checked by its effective value: sft_steps = 0 means half of max_steps.)
 RESUME_FIXED = ("model", "quant", "lora", "data", "train.method", "train.batch_size", "train.grad_accum",
-                "train.seed", "train.sft_steps")
+                "train.seed")
 
 
 @dataclass
@@ -223,6 +224,11 @@ def check_resume_compatible(old: Config, new: Config) -> None:
         if a != b:
             problems.append(f"{key}: cannot change when resuming (the checkpoint was made with {a!r}); "
                             "start a new run instead")
+    if old.train.method == new.train.method == "sft+dpo" and sft_steps(old) != sft_steps(new):
+        # Extending a run with sft_steps = 0 (half of max_steps) would silently move the SFT -> DPO switch.
+        problems.append(f"train.sft_steps: this run switches from SFT to DPO at step {sft_steps(old)}; the new "
+                        f"config would switch at {sft_steps(new)} (0 means half of train.max_steps); "
+                        f"set train.sft_steps = {sft_steps(old)} to keep the switch where it was")
     if problems:
         raise ConfigError(problems)
 
