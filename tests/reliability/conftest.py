@@ -52,7 +52,7 @@ def trained(tmp_path_factory) -> Trained:
                            "HUGGING_FACE_HUB_TOKEN": PLANTED_TOKEN}.items():
             mp.setenv(key, value)
         cfg = load_preset("demo").replace(**{
-            **FAST_OVERRIDES, "data.source": str(data_file), "data.max_rows": 0, "train.max_steps": 3, "train.sample_prompts": 1,
-            "train.eval_every": 2, "train.save_every": 1})
+            **FAST_OVERRIDES, "data.source": str(data_file), "data.max_rows": 0, "train.max_steps": 3,
+            "train.sample_prompts": 1, "train.eval_every": 2, "train.save_every": 1})
         result = run_training(cfg, events.append)
     return Trained(home, result.run_id, Path(result.run_dir), Path(result.adapter_dir), data_file, events)

@@ -8,6 +8,7 @@ adapter that looks complete; the run is listed as interrupted, can be deleted, a
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ import time
 
 from reliability_helpers import FAST, start, train_steps, wait_for
 
+from humanlike_tui import cli
 from humanlike_tui.engine import store as S
 
 MAX_STEPS = 12
@@ -39,7 +41,7 @@ def kill(proc) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_sigkill_at_random_moments_then_resume_finishes(home):
+def test_sigkill_at_random_moments_then_resume_finishes(home, capsys):
     seed = int(os.environ.get("HLT_CRASH_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     note = f"(HLT_CRASH_SEED={seed} repeats this test)"
@@ -59,6 +61,11 @@ def test_sigkill_at_random_moments_then_resume_finishes(home):
     assert all(not CHECK.match(p.name) for p in tmp)  # ... and it is not a checkpoint
     last = run.latest_checkpoint()  # None if the first write was cut: resume then starts again
     assert last is None or last[0] < int(tmp[0].name.split("-")[2]), note
+
+    # `adapters list` shows it as interrupted, to resume or delete.
+    assert cli.main(["adapters", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"], r["complete"]) for r in listed] == [(name, "interrupted", False)]
 
     # An interrupted run can be deleted (a copy of it, so this one can go on).
     shutil.copytree(run.run_dir, run.run_dir.with_name("crashy-copy"))
