@@ -50,7 +50,8 @@ class AdapterInfo:
 
     @property
     def can_resume(self) -> bool:
-        return self.status in RESUMABLE and self.last_checkpoint is not None
+        # A run killed before its first checkpoint restarts from step 0 on resume.
+        return self.status in RESUMABLE
 
     @property
     def state(self) -> str:
