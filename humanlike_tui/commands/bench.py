@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optimizer steps per side left out of the timing (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=None, metavar="RATE",
                         help="the engine's learning rate (default: the recipe's 2e-4 x our 16 samples per step)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch CPU threads for both sides (default: one per core); 1 is steadier on a busy machine")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise InputError("--samples: must be at least 1")
+    if args.threads < 0:
+        raise InputError("--threads: must be 0 (one per core) or more")
     if args.warmup < 0:
         raise InputError("--warmup: must be 0 or more")
     if args.model.startswith("builtin:") and args.model not in BUILTIN_MODELS:
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lr is not None and not 0 < args.lr <= 1:
         raise InputError("--lr: must be > 0 and <= 1")
     with contextlib.redirect_stdout(sys.stderr):  # library chatter must not mix with the table or JSON
-        result = run_bench(args.model, args.samples, args.data, args.warmup, args.lr, log=log)
+        result = run_bench(args.model, args.samples, args.data, args.warmup, args.lr, threads=args.threads, log=log)
     if args.json:
         print(json.dumps(result))
     else:
@@ -67,22 +71,28 @@ def format_table(result: dict[str, Any]) -> str:
     """Both sides as rows, then the ratios."""
     b, e = result["baseline"], result["engine"]
     gpu = b.get("peak_reserved") is not None
-    head = ["", "tokens/s", "s/sample", "eval loss"] + (["peak alloc", "peak reserved", "driver"] if gpu
+    head = ["", "tokens/s", "s/sample", "tok/CPU-s", "eval loss"] + (["peak alloc", "peak reserved", "driver"] if gpu
                                                         else ["peak RSS"])
     rows = [head]
     for label, side in (("original recipe", b), ("engine", e)):
         mem = ([_mem(side["peak_allocated"]), _mem(side["peak_reserved"]), _mem(side["peak_driver"])] if gpu
                else [_mem(side["peak_rss"])])
-        rows.append([label, f"{side['tokens_per_s']:,.0f}", f"{side['s_per_sample']:.4f}", f"{side['eval_loss']:.4f}"]
+        rows.append([label, f"{side['tokens_per_s']:,.0f}", f"{side['s_per_sample']:.4f}",
+                     f"{side.get('tokens_per_cpu_s', 0):,.0f}", f"{side['eval_loss']:.4f}"]
                     + mem)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     settings = ", ".join(f"{k} {v}" for k, v in e["settings"].items() if k not in ("run_id", "device") and v is not None)
     return "\n".join([
-        f"{result['device']}: {result['model']} on {result['data']}, {result['samples']} samples per side, "
-        f"{result['warmup_steps']} warm-up steps not timed",
+        f"{result['device']}{_threads(result)}: {result['model']} on {result['data']}, {result['samples']} samples per side, "
+        f"{result['warmup_steps']} warm-up step{'s' if result['warmup_steps'] != 1 else ''} not timed",
         *lines,
         f"speedup {result['speedup']:.2f}x tokens/s; eval loss {result['eval_loss_delta']:+.4f} (engine - recipe)",
         f"engine: {settings}",
     ])
+
+
+def _threads(result: dict[str, Any]) -> str:
+    n = result.get("threads")
+    return f", {n} torch thread{'s' if n != 1 else ''}" if n else ""

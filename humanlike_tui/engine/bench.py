@@ -57,6 +57,8 @@ class SideResult:
     tokens_per_s: float
     s_per_sample: float
     eval_loss: float
+    cpu_seconds: float = 0.0  # process CPU time over the same window: steadier than wall time on a busy machine
+    tokens_per_cpu_s: float = 0.0
     peak_allocated: int | None = None
     peak_reserved: int | None = None
     peak_driver: int | None = None
@@ -260,12 +262,14 @@ def recipe_side(model_path: str, tok, data: BenchData, warmup: int, out_dir: Pat
             return batch
 
         marks: list[float] = []
+        cpu_marks: list[float] = []
 
         class StepClock(TrainerCallback):
             def on_step_end(self, args, state, control, **kw):
                 if cuda:
                     torch.cuda.synchronize()
                 marks.append(time.perf_counter())
+                cpu_marks.append(time.process_time())
 
         rows = [{"input_ids": list(e.prompt_ids) + list(e.chosen_ids)} for e in data.train]
         rows = [dict(r, attention_mask=[1] * len(r["input_ids"])) for r in rows]
@@ -286,11 +290,13 @@ def recipe_side(model_path: str, tok, data: BenchData, warmup: int, out_dir: Pat
         trainer.train()
     mem = peak.figures()
     seconds, tokens, steps = timed_rate(list(zip(marks, seen)), warmup)
+    cpu_seconds = timed_rate(list(zip(cpu_marks, seen)), warmup)[0]
     eval_loss = answer_loss(model, data.held_out, next(model.parameters()).device)
     del trainer, model
     free_memory()
     return SideResult("recipe", len(rows), steps, tokens, round(seconds, 3), round(tokens / seconds, 1),
-                      round(seconds / steps, 4), round(eval_loss, 4), **mem,
+                      round(seconds / steps, 4), round(eval_loss, 4), round(cpu_seconds, 3),
+                      round(tokens / max(cpu_seconds, 1e-9), 1), **mem,
                       settings={"batch": 1, "lr": RECIPE_LR, "quant": "nf4", "compute": str(compute).removeprefix("torch."),
                                 "lora_r": 32, "grad_ckpt": True,
                                 "optimizer": "paged_adamw_8bit" if cuda else "adamw_torch"})
@@ -331,11 +337,14 @@ def engine_side(cfg: Config, data: BenchData, warmup: int, log: Callable[[str], 
 
     cuda = torch.cuda.is_available()
     marks: list[tuple[float, int]] = []
+    cpu_marks: list[tuple[float, int]] = []
     started: dict[str, Any] = {}
 
     def emit(event) -> None:
         if isinstance(event, Step):  # emitted after the step's one host sync: the device is done
-            marks.append((time.perf_counter(), event.tokens_seen - (sum(n for _, n in marks))))
+            now, cpu = time.perf_counter(), time.process_time()
+            marks.append((now, event.tokens_seen - (sum(n for _, n in marks))))
+            cpu_marks.append((cpu, marks[-1][1]))
         elif isinstance(event, RunStarted):
             started["device"] = event.device
 
@@ -345,6 +354,7 @@ def engine_side(cfg: Config, data: BenchData, warmup: int, log: Callable[[str], 
         result = run_training(cfg, emit, run_name=f"bench-{int(time.time())}")
     mem = peak.figures()
     seconds, tokens, steps = timed_rate(marks, warmup)
+    cpu_seconds = timed_rate(cpu_marks, warmup)[0]
     per_step = cfg.train.batch_size * cfg.train.grad_accum
     precision = M.resolve_precision(cfg)
     model, _ = M.load_base_model(cfg, precision)
@@ -352,23 +362,22 @@ def engine_side(cfg: Config, data: BenchData, warmup: int, log: Callable[[str], 
     eval_loss = answer_loss(model, data.held_out, next(model.parameters()).device)
     del model
     free_memory()
-    budget = _final_budget(result.run_id)
+    plan = _final_plan(result.run_id)
     S.delete_run(result.run_id)  # a benchmark's adapter does not belong in the user's library
     return SideResult("engine", cfg.train.max_steps * per_step, steps * per_step, tokens, round(seconds, 3),
-                      round(tokens / seconds, 1), round(seconds / (steps * per_step), 4), round(eval_loss, 4), **mem,
+                      round(tokens / seconds, 1), round(seconds / (steps * per_step), 4), round(eval_loss, 4),
+                      round(cpu_seconds, 3), round(tokens / max(cpu_seconds, 1e-9), 1), **mem,
                       settings={"batch": per_step, "lr": cfg.train.learning_rate, "quant": cfg.quant.mode, "compute": precision.compute,
-                                "lora_r": cfg.lora.r, "grad_ckpt": cfg.model.gradient_checkpointing,
-                                "micro_batch_tokens": budget,
+                                "lora_r": cfg.lora.r, "grad_ckpt": plan.get("checkpointing"),
+                                "micro_batch_tokens": plan.get("budget"),
                                 "optimizer": "AdamW (fused)" if cuda else "AdamW (foreach)",
                                 "device": started.get("device"), "run_id": result.run_id})
 
 
-def _final_budget(run_id: str) -> int | None:
-    """The micro-batch token budget the engine settled on (kept in its last checkpoint's counters)."""
+def _final_plan(run_id: str) -> dict[str, Any]:
+    """The pass budget and checkpointing the engine settled on (kept in its last checkpoint's counters)."""
     latest = S.get_run(run_id).latest_checkpoint()
-    if latest is None:
-        return None
-    return S.read_json(latest[1] / "state.json").get("budget")
+    return S.read_json(latest[1] / "state.json") if latest else {}
 
 
 # --- the whole benchmark -----------------------------------------------------------------------------
@@ -378,18 +387,32 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({_cpu_model()}, {os.cpu_count()} cores)"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, data: str = "builtin:sample",
-              warmup: int = DEFAULT_WARMUP, lr: float | None = None, seed: int = 0,
+              warmup: int = DEFAULT_WARMUP, lr: float | None = None, seed: int = 0, threads: int = 0,
               log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Train the same samples with the recipe and with the engine; return both sides and the ratio."""
+    """Train the same samples with the recipe and with the engine; return both sides and the ratio.
+
+    threads: torch's CPU threads for both sides (0 = torch's default, one per core)."""
     import torch
 
     from humanlike_tui.engine import model as M
 
     M.quiet_libraries()
+    if threads:
+        torch.set_num_threads(threads)
     load_before = _load_average()
     per_step = per_step_samples()
     samples = max(per_step * (warmup + 1), math.ceil(samples / per_step) * per_step)
@@ -409,7 +432,7 @@ def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, d
         torch.manual_seed(seed)
         baseline = recipe_side(model_path, tok, bench, warmup, tmp_dir, log)
         engine = engine_side(cfg, bench, warmup, log)
-    return {"device": device_name(), "model": model, "data": data, "samples": samples, "warmup_steps": warmup,
+    return {"device": device_name(), "threads": torch.get_num_threads(), "model": model, "data": data, "samples": samples, "warmup_steps": warmup,
             "baseline": asdict(baseline), "engine": asdict(engine),
             "speedup": round(engine.tokens_per_s / baseline.tokens_per_s, 2),
             "eval_loss_delta": round(engine.eval_loss - baseline.eval_loss, 4),

@@ -32,6 +32,8 @@ from humanlike_tui.events import (BatchReduced, CheckpointSaved, DataReport, Emi
                                   RunStarted, Step, Stopped, ignore)
 
 MAX_BUDGET_HALVINGS = 6
+VRAM_PLAN_CAP = int(7.5 * 2**30)  # never plan past this, so the defaults suit an 8 GB card
+CPU_RAM_SHARE = 0.5  # on the CPU plan within half the available RAM: the rest is for the OS and other programs
 LOGP_CHUNK = 2048  # tokens per lm_head chunk: bounds the fp32 logits tensor to chunk x vocab
 # Fields that define what a checkpoint means; a resume may change the others (e.g. max_steps).
 # (sft+dpo's switch step is checked by its effective value: sft_steps = 0 means half of max_steps.)
@@ -186,7 +188,7 @@ def peak_memory_bytes(device: str) -> int:
 
 
 def auto_token_budget(model_config, device: str, free_bytes: int, ckpt: bool, cap: int) -> int:
-    """Tokens per forward pass that fit the VRAM left after the weights: a rough activation model.
+    """Fallback when engine.memory cannot model the architecture: a rough per-token activation model.
 
     With checkpointing each layer keeps only its input (hidden x 2 bytes per token) plus one layer's
     full activations during the recompute; without it every layer keeps them all.
@@ -200,6 +202,56 @@ def auto_token_budget(model_config, device: str, free_bytes: int, ckpt: bool, ca
     per_token = layers * h * 2 + one_layer * 2 if ckpt else layers * one_layer
     budget = int(max(0, free_bytes) / max(1, per_token))
     return max(256, min(cap, budget))
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """How each step runs: with or without activation checkpointing, in passes of <= budget tokens."""
+
+    checkpointing: bool
+    budget: int
+
+
+def largest_tokens(fits: Callable[[int], bool], cap: int) -> int:
+    """The largest t in 1..cap with fits(t) (fits is monotone: more tokens, more memory); 0 if none."""
+    lo, hi = 0, cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def plan_passes(shapes, settings, limit_bytes: int, step_tokens: int, cap: int, allow_ckpt: bool,
+                dynamic_only: bool = False, fixed_budget: int = 0) -> PassPlan:
+    """Checkpointing and the pass budget from engine.memory's model of a step's peak (the same model
+    `humanlike-tui hw` shows), with memory.FIT_MARGIN of headroom.
+
+    Checkpointing recomputes every layer's forward in backward (about a third more work per pass), so
+    it is used only when the step would need more passes without it. `dynamic_only`: compare only
+    what grows with the tokens (on the CPU the weights are already counted out of the free RAM).
+    """
+    import dataclasses as dc
+
+    from humanlike_tui.engine import memory as MEM
+
+    fixed_keys = ("cuda_context", "runtime")
+    dynamic_keys = ("activations", "recompute", "backward", "logits", "final", "slack")
+
+    def fits(ckpt: bool, tokens: int) -> bool:
+        items = MEM.estimate_items(shapes, dc.replace(settings, tokens=tokens, checkpointing=ckpt))
+        peak = sum(it.bytes for it in items
+                   if (it.key in dynamic_keys if dynamic_only else it.key not in fixed_keys))
+        return peak * (1 + MEM.FIT_MARGIN) <= limit_bytes
+
+    if fixed_budget:  # train.micro_batch_tokens: the user chose the pass size, we only choose checkpointing
+        return PassPlan(allow_ckpt and not fits(False, min(fixed_budget, step_tokens)), fixed_budget)
+    without = largest_tokens(lambda t: fits(False, t), cap)
+    if not allow_ckpt:
+        return PassPlan(False, without)
+    with_ckpt = largest_tokens(lambda t: fits(True, t), cap)
+    if without >= min(step_tokens, with_ckpt):
+        return PassPlan(False, without)
+    return PassPlan(True, with_ckpt)
 
 
 def _versions() -> dict[str, str]:
@@ -289,26 +341,57 @@ class _Trainer:
         self.emit(DataReport(cfg.data.source, counts.rows_read, counts.rows_kept, dict(counts.dropped),
                              counts.train_rows, counts.eval_rows, counts.tokens_mean, counts.tokens_max))
         self.lengths = [e.length for e in self.train_set]
+        self.passes = self.plan_passes()
         torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised from this
-        self.model = M.attach_lora(cfg, self.model)
+        self.model = M.attach_lora(cfg, self.model, self.passes.checkpointing)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         fused = self.precision.device == "cuda"
         self.opt = torch.optim.AdamW(self.params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                      fused=fused, foreach=None if fused else True)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.needs_scaler else None
-        cap = self.per_step * cfg.data.max_length * (2 if self.need_rejected else 1)
-        if cfg.train.micro_batch_tokens:
-            self.budget = cfg.train.micro_batch_tokens
-        else:
-            free = 0
-            if self.precision.device == "cuda":
-                free_now, total = torch.cuda.mem_get_info(self.device)
-                # Leave a margin, and never plan past 7.5 GiB so the defaults suit an 8 GB card.
-                free = min(free_now, int(7.5 * 2**30) - torch.cuda.memory_reserved(self.device)) - 768 * 2**20
-            self.budget = auto_token_budget(self.model.config, self.precision.device, free,
-                                            cfg.model.gradient_checkpointing, cap)
+        self.budget = self.passes.budget
         self.budget = max(self.budget, max(self.lengths) * (2 if self.need_rejected else 1))
         self.trainable, self.total = M.count_parameters(self.model)
+
+    def plan_passes(self) -> PassPlan:
+        """Checkpointing on or off, and tokens per pass, for the memory this device has free now."""
+        import dataclasses as dc
+
+        import torch
+
+        cfg = self.cfg
+        factor = 2 if self.need_rejected else 1  # DPO runs chosen and rejected together
+        longest = max(self.lengths) * factor
+        cap = self.per_step * cfg.data.max_length * factor
+        step_tokens = self.per_step * longest  # the longest possible step, padded
+        allow = cfg.model.gradient_checkpointing
+        cuda = self.precision.device == "cuda"
+        if cuda:
+            free_now, _ = torch.cuda.mem_get_info(self.device)
+            # What torch may hold at the peak: what is free plus what it holds now (the weights).
+            limit = min(free_now + torch.cuda.memory_reserved(self.device), VRAM_PLAN_CAP)
+        else:
+            from humanlike_tui.engine.hardware import _ram
+
+            limit = int((_ram()[1] or 0) * CPU_RAM_SHARE)
+        try:
+            from humanlike_tui.engine import memory as MEM
+
+            shapes = MEM.shapes_from_hf_config(self.model.config, cfg.model.name, "loaded model")
+            settings = dc.replace(MEM.settings_for(cfg, shapes, self.precision.device,
+                                                   self.precision.compute == "bf16"), seq_len=longest)
+            plan = plan_passes(shapes, settings, limit, step_tokens, cap, allow, dynamic_only=not cuda,
+                               fixed_budget=cfg.train.micro_batch_tokens)
+        except Exception as exc:  # noqa: BLE001 - an architecture the memory model cannot build
+            self.log(f"no memory plan for this model ({type(exc).__name__}); using a rough token budget", "warning")
+            free = limit - (torch.cuda.memory_reserved(self.device) if cuda else 0) - 768 * 2**20
+            plan = PassPlan(allow, cfg.train.micro_batch_tokens
+                            or auto_token_budget(self.model.config, self.precision.device, free, allow, cap))
+        if plan.budget < longest and allow and not plan.checkpointing:
+            plan = PassPlan(True, plan.budget)  # not even the longest row fits: checkpointing is the best hope
+        self.log(f"passes of up to {max(plan.budget, longest):,} tokens, activation checkpointing "
+                 f"{'on' if plan.checkpointing else 'off (the step fits without it)'}")
+        return plan
 
     def autocast(self):
         import contextlib
@@ -349,7 +432,8 @@ class _Trainer:
 
     def counters(self) -> dict[str, Any]:
         return {"step": self.step, "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
-                "budget": self.budget, "elapsed_s": self.elapsed(), "first_loss": self.first_loss,
+                "budget": self.budget, "checkpointing": self.passes.checkpointing,
+                "elapsed_s": self.elapsed(), "first_loss": self.first_loss,
                 "last_loss": self.last_loss, "last_eval": self.last_eval, "energy_wh": self.energy_wh,
                 "rng": "torch/python RNG saved; dropout is also reseeded from (seed, step, rank) each step"}
 
