@@ -3,7 +3,7 @@
     humanlike-tui eval --adapter RUN [--data FILE] [--limit N] [--max-new-tokens N] [--json]
 
 Scores the held-out rows of the run (its own eval split, recomputed exactly as training made it) or
-every row of FILE. Progress goes to stderr, so `--json` prints exactly one object on stdout. Exit
+the rows of FILE, up to --limit (200). Progress goes to stderr, so `--json` prints exactly one object on stdout. Exit
 codes: 0 done, 2 unknown run / unusable data, 1 anything else.
 """
 
@@ -19,8 +19,8 @@ from humanlike_tui.events import Event, EvalProgress, Log
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, metavar="NAME", help="the run whose adapter to score "
                         "(see `humanlike-tui adapters`)")
-    parser.add_argument("--data", metavar="FILE", help="score every row of this .jsonl/.json/.csv/.parquet file "
-                        "instead of the run's held-out split")
+    parser.add_argument("--data", metavar="FILE", help="score the rows of this .jsonl/.json/.csv/.parquet file (up to "
+                        "--limit) instead of the run's held-out split")
     parser.add_argument("--limit", type=_positive, default=None, metavar="N",
                         help="score at most N held-out rows (default 200)")
     parser.add_argument("--max-new-tokens", type=_positive, default=None, metavar="N",

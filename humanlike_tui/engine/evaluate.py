@@ -122,18 +122,26 @@ def normalize_apostrophes(text: str) -> str:
 
 
 _AI_NOUN = (r"(?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|chatbot|chat bot|bot|"
-            r"computer program|program|(?:digital|virtual|ai) assistant|machine(?! learning))")
+            r"computer program|(?:digital|virtual|ai) (?:assistant|entity|being)|machine learning model|"
+            r"machine(?! learning))")
+# "As an AI enthusiast" or "I'm a big AI fan" is a person talking about AI, not a disclaimer.
+_NOT_SELF = (r"(?![- ](?:enthusiast|fan|researcher|engineer|developer|expert|company|companies|startup|lab|"
+             r"ethic|art\b|tool|news|safety|course|class))")
+# The few adjectives the formal answers put in front ("I'm just a conversational AI"); an open list
+# would let "I'm a huge AI fan" through the guard above.
+_SELF_ADJ = r"(?:(?:conversational|friendly|helpful|digital|virtual|simple|humble|text-based|professional) )?"
 DISCLAIMER_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    rf"\bas an? (?:ai(?:-powered)? )?{_AI_NOUN}\b",  # "as an AI", "as a language model", "as an AI assistant"
+    # "as an AI", "as a language model", "as a continuously evolving artificial intelligence"
+    rf"\bas an? (?:[\w-]+ ){{0,2}}{_AI_NOUN}\b{_NOT_SELF}",
     r"\blanguage models?\b",
-    rf"\bi(?:'m| am) (?:just |only |merely |simply )?(?:an? )?(?:ai(?:-powered)? )?{_AI_NOUN}\b",
-    r"\bi (?:don't|do not|can't|cannot|am unable to) (?:really )?(?:have|possess|experience|feel|hold)"
+    rf"\bi(?:'m| am) (?:just |only |merely |simply )?(?:an? )?{_SELF_ADJ}(?:ai(?:-powered)? )?{_AI_NOUN}\b{_NOT_SELF}",
+    r"\bi (?:don't|do not|can't|cannot|am unable to) (?:really )?(?:have|possess|experience|feel|hold|engage in|encounter)"
     r" (?:any )?(?:personal|emotions|feelings|a physical|a body|physical|consciousness|subjective|"
     r"human|real-world|first-hand|firsthand)\b",  # "I don't have personal opinions", "... feelings"
     r"\bi(?:'m| am) not (?:a )?(?:human|person|sentient|conscious)\b",
     r"\bi(?:'m| am) not capable of (?:feeling|experiencing|having|tasting)\b",
     r"\b(?:my|the) (?:training data|knowledge cut-?off)\b",
-    r"\bi was (?:trained|programmed|designed) (?:on|to|by)\b",
+    r"\bi was (?:trained on|programmed to|programmed by|designed to)\b",
 ))
 
 

@@ -38,6 +38,10 @@ def test_no_emoji_in_plain_text(text):
     "I'm not a human, but I can help.",
     "Based on my training data, the answer is 42.",
     "I'm an AI assistant and cannot feel tired.",
+    "As a continuously evolving artificial intelligence, I keep learning.",
+    "As a professional AI, I don't engage in personal experiences.",
+    "You know, I'm just a conversational AI, but I love this!",
+    "I'm just a chatbot and all, but every chat is different!",
 ])
 def test_ai_disclaimers_are_found(text):
     assert ev.has_ai_disclaimer(text)
@@ -50,6 +54,10 @@ def test_ai_disclaimers_are_found(text):
     "My dog is a good boy.",
     "AI is everywhere these days, right?",
     "I'm a programmer by day and a drummer by night.",
+    "As an AI enthusiast, I read every paper.",
+    "I'm a huge AI fan, honestly!",
+    "I'm a program manager at a bakery.",
+    "I was trained to be a nurse, back in the day.",
 ])
 def test_human_answers_have_no_disclaimer(text):
     assert not ev.has_ai_disclaimer(text)
