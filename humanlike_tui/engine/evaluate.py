@@ -29,6 +29,7 @@ from humanlike_tui.engine import store as S
 from humanlike_tui.errors import DataError, HumanlikeError, StoreError
 from humanlike_tui.events import Emit, EvalProgress, Log, ignore
 
+SCORECARD_FILE = "scorecard.json"  # in the run folder: the last scorecard of the run's own split
 DEFAULT_LIMIT = 200  # held-out rows; the shared data's eval split has ~600, and each row is two generations
 REPEAT_N = 3  # n of the repeated-n-gram rate (Welleck et al.'s seq-rep-n with n = 3 suits short answers)
 
@@ -464,7 +465,7 @@ def scorecard(run_id: str, data: str | None = None, limit: int | None = DEFAULT_
               batch_size: int = 16, n_samples: int = 3) -> Scorecard:
     """Score run `run_id`'s adapter against its base on held-out rows (the run's eval split, or `data`).
 
-    Emits Log and EvalProgress events; raises StoreError for an unknown or unfinished run, DataError for
+    The card of the run's own split is also saved in the run folder (see last_scorecard). Emits Log and EvalProgress events; raises StoreError for an unknown or unfinished run, DataError for
     unusable data, EvaluationCancelled when `stop` is set. Long work: call it from a worker thread."""
     stop = stop or threading.Event()
     run = finished_adapter(run_id)
@@ -488,8 +489,17 @@ def scorecard(run_id: str, data: str | None = None, limit: int | None = DEFAULT_
                 "repetition_penalty": g.repetition_penalty, "limit": limit, "repeat_n": REPEAT_N,
                 "split": "file" if data else "run eval split"}
     samples = list(zip(prompts, base_texts, adapter_texts))[:n_samples]
-    return Scorecard(run.run_id, s.cfg.model.name, source, len(exs), len(prompts), settings, base, adapter,
+    card = Scorecard(run.run_id, s.cfg.model.name, source, len(exs), len(prompts), settings, base, adapter,
                      reference, samples)
+    if data is None:  # the run's own held-out split: keep it, so the Adapters screen can show it later
+        S.write_json(run.run_dir / SCORECARD_FILE, card.to_dict())
+    return card
+
+
+def last_scorecard(run_id: str) -> dict[str, Any] | None:
+    """The last saved scorecard of a run (Scorecard.to_dict() shape), or None. Stdlib only: cheap for a UI."""
+    data = S.read_json(S.get_run(run_id).run_dir / SCORECARD_FILE)
+    return data or None
 
 
 def _rows_of(exs: list[D.Example], tok, template: str) -> list[tuple[str, str | None]]:

@@ -105,6 +105,7 @@ def test_dpo_raises_heldout_preference_accuracy_and_eval_json(demo_cfg, capsys):
     assert chosen["emoji_rate"] > rejected["emoji_rate"]
     assert rejected["ai_disclaimer_rate"] > chosen["ai_disclaimer_rate"]
     assert chosen["stopped_rate"] is None and 0 <= card["adapter"]["stopped_rate"] <= 1
+    assert ev.last_scorecard(res.run_id) == card  # kept in the run folder for the Adapters screen
 
 
 def test_sft_raises_heldout_preference_accuracy_and_scores_a_file(demo_cfg, tmp_path):
@@ -131,6 +132,7 @@ def test_sft_raises_heldout_preference_accuracy_and_scores_a_file(demo_cfg, tmp_
     assert filed.reference["chosen"]["emoji_rate"] == 1.0 and filed.reference["chosen"]["question_rate"] == 1.0
     assert filed.reference["rejected"]["ai_disclaimer_rate"] == 1.0  # over the two rows that have one
     assert filed.adapter["preference_accuracy"] in (0.0, 0.5, 1.0)  # over the two pairs only
+    assert ev.last_scorecard(res.run_id)["data_source"] == "builtin:sample"  # a file's card is not kept
 
 
 def test_eval_of_an_unknown_or_unfinished_adapter_exits_2(demo_cfg, capsys):
