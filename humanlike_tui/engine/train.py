@@ -35,6 +35,9 @@ MAX_BUDGET_HALVINGS = 6
 VRAM_PLAN_CAP = int(7.5 * 2**30)  # never plan past this, so the defaults suit an 8 GB card
 CPU_RAM_SHARE = 0.5  # on the CPU plan within half the available RAM: the rest is for the OS and other programs
 LOGP_CHUNK = 2048  # tokens per lm_head chunk: bounds the fp32 logits tensor to chunk x vocab
+# Below this many bytes of fp32 logits for the whole pass (a small vocabulary or few answer tokens),
+# keep them for backward: recomputing the head would cost more time than the memory is worth.
+LOGITS_KEEP_BYTES = 64 * 2**20
 # Fields that define what a checkpoint means; a resume may change the others (e.g. max_steps).
 # (sft+dpo's switch step is checked by its effective value: sft_steps = 0 means half of max_steps.)
 RESUME_FIXED = ("model", "quant", "lora", "data", "train.method", "train.batch_size", "train.grad_accum",
@@ -138,10 +141,13 @@ def _chunk_logp(h, targets, weight, bias):
 
 def token_logprobs(hidden, head, targets):
     """log p(target) per selected token, the head applied in chunks under checkpointing so that at
-    most one chunk's fp32 logits (chunk x vocab) exist at once, in forward and in backward."""
+    most one chunk's fp32 logits (chunk x vocab) exist at once, in forward and in backward. Logits
+    under LOGITS_KEEP_BYTES are computed at once and kept: no recompute."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
+    if hidden.shape[0] * head.weight.shape[0] * 4 <= LOGITS_KEEP_BYTES:
+        return _chunk_logp(hidden, targets, head.weight, head.bias)
     outs = []
     for i in range(0, hidden.shape[0], LOGP_CHUNK):
         h, t = hidden[i:i + LOGP_CHUNK], targets[i:i + LOGP_CHUNK]
