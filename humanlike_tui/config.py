@@ -41,7 +41,8 @@ class ModelConfig:
     name: str = opt("microsoft/phi-2", "Hub id, local folder, or builtin:tiny-phi / builtin:phi-2-random")
     revision: str = opt("", "Hub revision (branch, tag or commit); empty = default branch")
     trust_remote_code: bool = opt(False, "Run Python code shipped with the model (only for models you trust)")
-    gradient_checkpointing: bool = opt(True, "Recompute activations in backward: far less VRAM, ~30% slower")
+    gradient_checkpointing: bool = opt(True, "Recompute activations in backward when a step would not fit "
+                                       "otherwise (far less VRAM, ~30% slower); false = never")
     attn_implementation: str = opt("sdpa", "Attention kernel", choices=("sdpa", "eager"))
 
 

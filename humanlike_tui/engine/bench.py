@@ -405,17 +405,35 @@ def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, d
               log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Train the same samples with the recipe and with the engine; return both sides and the ratio.
 
-    threads: torch's CPU threads for both sides (0 = torch's default, one per core)."""
+    threads: torch's CPU threads for both sides (0 = torch's default, one per core); restored after."""
     import torch
 
     from humanlike_tui.engine import model as M
 
     M.quiet_libraries()
+    threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    load_before = _load_average()
-    per_step = per_step_samples()
-    samples = max(per_step * (warmup + 1), math.ceil(samples / per_step) * per_step)
+    try:
+        load_before = _load_average()
+        per_step = per_step_samples()
+        samples = max(per_step * (warmup + 1), math.ceil(samples / per_step) * per_step)
+        baseline, engine = _both_sides(model, samples, data, warmup, lr, seed, log)
+        return {"device": device_name(), "threads": torch.get_num_threads(), "model": model, "data": data,
+                "samples": samples, "warmup_steps": warmup, "baseline": asdict(baseline), "engine": asdict(engine),
+                "speedup": round(engine.tokens_per_s / baseline.tokens_per_s, 2),
+                "eval_loss_delta": round(engine.eval_loss - baseline.eval_loss, 4),
+                "load_average": {"start": load_before, "end": _load_average()}, "versions": _versions()}
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _both_sides(model: str, samples: int, data: str, warmup: int, lr: float | None, seed: int,
+                log: Callable[[str], None]) -> tuple[SideResult, SideResult]:
+    import torch
+
+    from humanlike_tui.engine import model as M
+
     with tempfile.TemporaryDirectory(prefix="hlt-bench-") as tmp:
         tmp_dir = Path(tmp)
         data_file = tmp_dir / "samples.jsonl"
@@ -432,11 +450,7 @@ def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, d
         torch.manual_seed(seed)
         baseline = recipe_side(model_path, tok, bench, warmup, tmp_dir, log)
         engine = engine_side(cfg, bench, warmup, log)
-    return {"device": device_name(), "threads": torch.get_num_threads(), "model": model, "data": data, "samples": samples, "warmup_steps": warmup,
-            "baseline": asdict(baseline), "engine": asdict(engine),
-            "speedup": round(engine.tokens_per_s / baseline.tokens_per_s, 2),
-            "eval_loss_delta": round(engine.eval_loss - baseline.eval_loss, 4),
-            "load_average": {"start": load_before, "end": _load_average()}, "versions": _versions()}
+    return baseline, engine
 
 
 def _load_average() -> list[float] | None:

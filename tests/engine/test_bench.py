@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from humanlike_tui import cli
 from humanlike_tui.engine import bench, store
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a busy 2-core CI machine two threads mostly wait for each other."""
+def test_bench_json_has_both_sides_trained(capsys):
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_bench_json_has_both_sides_trained(capsys, one_thread):
-    code = cli.main(["bench", "--model", "builtin:tiny-phi", "--samples", "32", "--warmup", "1", "--json"])
+    threads = torch.get_num_threads()
+    # One thread: on a busy 2-core CI machine two threads mostly wait for each other.
+    code = cli.main(["bench", "--model", "builtin:tiny-phi", "--samples", "32", "--warmup", "1", "--threads", "1",
+                     "--json"])
+    assert torch.get_num_threads() == threads  # the bench gives the thread count back
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1, out  # one JSON object and nothing else on stdout
@@ -33,10 +26,12 @@ def test_bench_json_has_both_sides_trained(capsys, one_thread):
     for side in (base, eng):
         assert side["samples"] == 32
         assert side["tokens"] > 0 and side["seconds"] > 0 and side["tokens_per_s"] > 0
-        assert side["s_per_sample"] > 0 and side["eval_loss"] > 0
+        assert side["s_per_sample"] > 0 and side["eval_loss"] > 0 and side["cpu_seconds"] > 0
         assert side["peak_rss"] or side["peak_reserved"]
     assert base["timed_samples"] == 31 and eng["timed_samples"] == 16  # warm-up steps are not timed
     assert base["settings"]["batch"] == 1 and eng["settings"]["batch"] == 16
+    assert eng["settings"]["grad_ckpt"] is False  # the tiny model's step fits in RAM without checkpointing
+    assert result["threads"] == 1
     assert result["speedup"] == round(eng["tokens_per_s"] / base["tokens_per_s"], 2)
     assert store.list_runs() == []  # the engine's run is not left in the user's library
 
