@@ -73,8 +73,9 @@ async def test_table_shows_every_run_with_incomplete_ones_marked():
         assert screen.check_action("open_in_chat", ()) is None and screen.check_action("export", ()) is None
         assert screen.check_action("resume", ()) is True
         await highlight(pilot, screen, "crashed-run")
-        assert screen.check_action("resume", ()) is None and screen.check_action("delete", ()) is True
-        assert "no checkpoint to resume from: d deletes it" in str(screen.query_one("#details", Static).render())
+        # Killed before its first checkpoint: resume restarts it from step 0.
+        assert screen.check_action("resume", ()) is True and screen.check_action("delete", ()) is True
+        assert "u resumes it from the start (no checkpoint yet)" in str(screen.query_one("#details", Static).render())
 
 
 async def test_rename_checks_the_name_then_renames():

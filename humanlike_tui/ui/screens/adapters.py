@@ -97,7 +97,8 @@ def details_text(info: Any, details: dict[str, Any] | None) -> Text:
     if info.can_chat:
         text.append("\nenter/o: chat with it · x: export a merged model", style="dim")
     elif info.can_resume:
-        text.append(f"\nincomplete: u resumes it from step {info.last_checkpoint} · d deletes it", style="dim")
+        start = f"from step {info.last_checkpoint}" if info.last_checkpoint else "from the start (no checkpoint yet)"
+        text.append(f"\nincomplete: u resumes it {start} · d deletes it", style="dim")
     elif info.status != "running":
         text.append("\nincomplete, with no checkpoint to resume from: d deletes it", style="dim")
     return text
