@@ -30,7 +30,7 @@ from humanlike_tui.ui.messages import (ConfigChanged, EngineEvent, GpuSamples, H
                                        PreviewReady, RunHistory, RunsListed)
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
-from humanlike_tui.ui.screens.config import ConfigScreen
+from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScreen
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.screens.train import TrainScreen
@@ -214,6 +214,8 @@ class WorkbenchApp(App[int]):
         from_disk = resume is not None and resume != self.state.tracker.run_id  # not this session's run
         self.state.tracker.begin(cfg, self.now(), resume=resume)
         self.switch_mode("train")
+        if cfg.model.trust_remote_code:
+            self.notify(TRUST_REMOTE_CODE_WARNING, title="trust_remote_code", severity="warning", timeout=15)
         self._train(cfg, resume, self._stop_run, self._pause_run, history_of=resume if from_disk else None)
         self._run_changed()
 

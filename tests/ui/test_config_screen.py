@@ -162,3 +162,22 @@ def test_parse_text_leaves_bad_text_for_the_validator():
     assert parse_text("12", int) == 12 and parse_text("1e-4", float) == 1e-4
     assert parse_text("twelve", int) == "twelve" and parse_text("nan", float) == "nan"
     assert parse_text("q_proj, v_proj,", tuple) == ["q_proj", "v_proj"]
+
+
+async def test_trust_remote_code_warns_on_the_form_and_at_start():
+    app = build(initial_screen="config")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        warning = app.screen.query_one("#config-trust-warning", Static)
+        assert not warning.display  # off in the demo preset: nothing shown
+        switch = app.screen.query_one(ConfigForm).field("model.trust_remote_code").editor
+        assert isinstance(switch, Switch)
+        switch.value = True
+        await flush(pilot)
+        assert app.state.config.model.trust_remote_code is True
+        assert warning.display
+        assert "model.trust_remote_code is on: the model's own Python code will run" in str(warning.render())
+        await pilot.press("ctrl+t")
+        await flush(pilot)
+        assert any("the model's own Python code will run" in n.message and n.severity == "warning"
+                   for n in app._notifications)

@@ -22,6 +22,10 @@ from humanlike_tui.ui.widgets.data_look import DataLook
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
 
 
+TRUST_REMOTE_CODE_WARNING = ("model.trust_remote_code is on: the model's own Python code will run. "
+                             "Turn it on only for models you trust.")
+
+
 def problems_text(problems: list[str], shown: int = 3) -> Text:
     """A summary above the form: the count and the first few, since some may sit in closed tabs."""
     if not problems:
@@ -45,6 +49,7 @@ class ConfigScreen(Screen):
     ConfigScreen #config-left { width: 2fr; }
     ConfigScreen #config-right { width: 1fr; min-width: 44; border-left: tall $panel; }
     ConfigScreen #config-problems { padding: 0 1; height: auto; }
+    ConfigScreen #config-trust-warning { padding: 0 1; height: auto; color: $warning; text-style: bold; }
     ConfigScreen .section { text-style: bold; color: $text-accent; padding: 0 1; margin-top: 1; }
     ConfigScreen #config-path { margin: 0 1; }
     ConfigScreen #preset { margin: 0 1; }
@@ -62,6 +67,9 @@ class ConfigScreen(Screen):
         with Horizontal():
             with Vertical(id="config-left"):
                 yield Static("", id="config-problems")
+                trust = Static(f"⚠ {TRUST_REMOTE_CODE_WARNING}", id="config-trust-warning", classes="warning")
+                trust.display = bool(self.state.config.model.trust_remote_code)
+                yield trust
                 yield ConfigForm(self.state.config, id="config-form")
             with VerticalScroll(id="config-right"):
                 yield Label("Preset", classes="section")
@@ -101,9 +109,12 @@ class ConfigScreen(Screen):
 
     def validate(self) -> None:
         """The form's values through config.validate_dict; the app hears the outcome."""
-        config, problems = cfgmod.validate_dict(self.form.values())
+        values = self.form.values()
+        config, problems = cfgmod.validate_dict(values)
         self.form.show_problems(problems)
         self.query_one("#config-problems", Static).update(problems_text(problems))
+        self.query_one("#config-trust-warning", Static).display = (
+            values.get("model", {}).get("trust_remote_code") is True)
         self.app.post_message(ConfigChanged(config, problems))
 
     def on_config_form_edited(self, event: ConfigForm.Edited) -> None:
