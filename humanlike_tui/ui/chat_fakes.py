@@ -165,6 +165,10 @@ def check_name(name: str) -> str:
     return store_check(name)
 
 
+def _no_scorecard(name: str, log: Callable[[str], None]) -> dict:
+    raise RuntimeError("no scorecard in this fake; a test passes its own")
+
+
 def fake_chat_services(library: FakeLibrary | None = None, *,
                        generator: Callable[[str], FakeGenerator] | None = None,
                        open_error: Exception | None = None, transcripts: Path | None = None,
@@ -187,6 +191,7 @@ def fake_chat_services(library: FakeLibrary | None = None, *,
                             run_details=library.details, rename=library.rename, delete=library.delete,
                             export=library.export, check_name=check_name, clock=lambda: FIXED_NOW,
                             transcripts_dir=lambda: transcripts or Path("/transcripts"),
-                            exports_dir=lambda: exports or Path("/exports"))
+                            exports_dir=lambda: exports or Path("/exports"),
+                            scorecard=_no_scorecard, last_scorecard=lambda name: None)
     services.opened = opened  # type: ignore[attr-defined]  # the generators handed out, for assertions
     return services

@@ -34,6 +34,9 @@ class ChatServices:
     clock: Callable[[], float] = time.time  # transcript timestamps (fixed in tests)
     transcripts_dir: Callable[[], Path] = field(default=lambda: paths.config_dir() / "transcripts")
     exports_dir: Callable[[], Path] = field(default=lambda: paths.data_dir() / "exports")
+    # (name, log) -> Scorecard.to_dict(); long (loads the model): call it from a worker thread
+    scorecard: Callable[[str, Log], dict[str, Any]] = field(default_factory=lambda: _scorecard)
+    last_scorecard: Callable[[str], dict[str, Any] | None] = field(default_factory=lambda: _last_scorecard)
 
 
 def production_chat_services() -> ChatServices:
@@ -96,6 +99,30 @@ def _export(name: str, folder: Path, dtype: str, log: Log) -> Path:
 
     prepare(store.get_run(name).config())
     return library.export_merged(name, folder, dtype=dtype, log=log)
+
+
+def _scorecard(name: str, log: Log) -> dict[str, Any]:
+    from humanlike_tui.ui.services import prepare, warm_imports
+
+    warm_imports()
+    from humanlike_tui.engine import evaluate, store
+    from humanlike_tui.events import EvalProgress, Log as LogEvent
+
+    prepare(store.get_run(name).config())
+
+    def emit(event: Any) -> None:
+        if isinstance(event, EvalProgress):
+            log(f"scorecard: {event.side} {event.stage} {event.done}/{event.total}")
+        elif isinstance(event, LogEvent):
+            log(event.message)
+
+    return evaluate.scorecard(name, limit=50, emit=emit).to_dict()
+
+
+def _last_scorecard(name: str) -> dict[str, Any] | None:
+    from humanlike_tui.engine import evaluate
+
+    return evaluate.last_scorecard(name)
 
 
 def _check_name(name: str) -> str:

@@ -184,3 +184,33 @@ def test_adapters_screen_snapshot(snap_compare):
         no_blink(app)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_scorecard_shows_base_and_adapter_figures():
+    app, services = library_app()
+    card = {"run_id": "warm-sft-v2", "rows": 50,
+            "base": {"preference_accuracy": 0.42, "preference_margin": -0.125, "eval_loss": 2.5,
+                     "ai_disclaimer_rate": 0.3, "contractions_per_100_words": 1.5, "mean_words": 80.0},
+            "adapter": {"preference_accuracy": 0.875, "preference_margin": 0.25, "eval_loss": 1.75,
+                        "ai_disclaimer_rate": 0.0, "contractions_per_100_words": 4.25, "mean_words": 40.0},
+            "reference": {"chosen": None, "rejected": None}}
+    scored = []
+
+    def fake_scorecard(name, log):
+        log("scorecard: base likelihood 1/2")
+        scored.append(name)
+        return card
+
+    services.scorecard = fake_scorecard
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "cozy-dpo")
+        assert screen.check_action("scorecard", ()) is None  # unfinished: nothing to score
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: scored and not screen.working, what="the scorecard")
+        await pilot.pause(0.05)
+        assert scored == ["warm-sft-v2"]
+        details = str(screen.query_one("#details", Static).render())
+        assert "preference accuracy 42.0% → 87.5%" in details
+        assert "AI disclaimers 30.0% → 0.0%" in details and "LoRA r 16" in details

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
+from humanlike_tui.engine.evaluate import FIGURES, format_figure
 from humanlike_tui.ui.chat_services import ChatServices, chat_services
 from humanlike_tui.ui.screens.chat import ChatScreen, error_text
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
@@ -94,6 +95,8 @@ def details_text(info: Any, details: dict[str, Any] | None) -> Text:
                 f"{human_bytes(info.adapter_bytes)})")
     if details:
         text.append(_details_lines(details))
+        if details.get("scorecard"):
+            text.append(scorecard_lines(details["scorecard"]))
     if info.can_chat:
         text.append("\nenter/o: chat with it · x: export a merged model", style="dim")
     elif info.can_resume:
@@ -127,6 +130,20 @@ def _details_lines(details: dict[str, Any]) -> str:
     if run:
         lines.append(" · ".join(run))
     return "".join("\n" + line for line in lines)
+
+
+# The scorecard figures shown in the details pane (all of them are in `humanlike-tui eval`).
+SCORECARD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "ai_disclaimer_rate",
+                  "contractions_per_100_words", "mean_words")
+
+
+def scorecard_lines(card: dict[str, Any]) -> str:
+    """Base vs adapter, a few figures a line: 'label base → adapter'."""
+    base, adapter = card.get("base") or {}, card.get("adapter") or {}
+    parts = [f"{label} {format_figure(key, base.get(key))} → {format_figure(key, adapter.get(key))}"
+             for key, label, _ in FIGURES if key in SCORECARD_KEYS]
+    head = f"scorecard ({card.get('rows', '?')} rows, base → adapter): "
+    return "\n" + head + " · ".join(parts[:3]) + ("\n" + " · ".join(parts[3:]) if parts[3:] else "")
 
 
 def library_summary(infos: list[Any]) -> str:
@@ -179,6 +196,16 @@ class ExportProgress(Message):
         return isinstance(message, ExportProgress)
 
 
+class ScorecardDone(Message):
+    """The scorecard worker finished (card) or failed (error)."""
+
+    bubble = False
+
+    def __init__(self, name: str, card: dict[str, Any] | None = None, error: str = "") -> None:
+        super().__init__()
+        self.name, self.card, self.error = name, card, error
+
+
 class AdaptersScreen(Screen):
     SUB_TITLE = "Adapters"
     COMMANDS = {ScreenBindingsProvider}
@@ -188,6 +215,7 @@ class AdaptersScreen(Screen):
         Binding("d", "delete", "Delete", tooltip="Delete the run with its adapter and checkpoints (asks first)"),
         Binding("x", "export", "Export merged", tooltip="Write base + adapter merged into one model folder"),
         Binding("u", "resume", "Resume", tooltip="Continue an incomplete run from its last checkpoint"),
+        Binding("s", "scorecard", "Scorecard", tooltip="Score the adapter against its base (long)"),
         Binding("l", "reload", "Reload", tooltip="Read the store again"),
     ]
     DEFAULT_CSS = """
@@ -285,6 +313,13 @@ class AdaptersScreen(Screen):
             details = self.services.run_details(name)
         except Exception:  # details are extra: the row itself is already shown
             details = None
+        if details is not None:
+            try:  # the last saved scorecard, if any (a small JSON file, no model load)
+                card = self.services.last_scorecard(name)
+            except Exception:
+                card = None
+            if card:
+                details = {**details, "scorecard": card}
         self.post_message(DetailsRead(name, details))
 
     def on_details_read(self, message: DetailsRead) -> None:
@@ -303,6 +338,7 @@ class AdaptersScreen(Screen):
             "delete": free and info is not None and info.status != "running",
             "export": free and info is not None and info.can_chat,
             "resume": info is not None and info.can_resume,
+            "scorecard": free and info is not None and info.can_chat,
         }
         if action in rules:
             return True if rules[action] else None
@@ -373,6 +409,35 @@ class AdaptersScreen(Screen):
             await self.app.run_action("resume_earlier")
             return
         resume(info.name, details.get("config"))
+
+    def action_scorecard(self) -> None:
+        info = self.selected
+        if info is None or not self._allowed("scorecard"):
+            return
+        self.working = f"scorecard {info.name}"
+        self._score(info.name)
+        self.refresh_view()
+
+    @work(thread=True, group="library-change", exit_on_error=False, name="library-scorecard")
+    def _score(self, name: str) -> None:
+        try:
+            card = self.services.scorecard(name, lambda text: self.post_message(ExportProgress(text)))
+            self.post_message(ScorecardDone(name, card))
+        except Exception as exc:
+            self.post_message(ScorecardDone(name, error=error_text(exc)))
+
+    def on_scorecard_done(self, message: ScorecardDone) -> None:
+        self.working = ""
+        if message.error:
+            self.notify(message.error, title="scorecard failed", severity="error", timeout=15)
+        else:
+            details = self.details.get(message.name)
+            if details is not None:
+                self.details[message.name] = {**details, "scorecard": message.card}
+            else:
+                self.details[message.name] = {"scorecard": message.card}
+            self.notify(f"Scorecard of {message.name} done", timeout=8)
+        self.refresh_view()
 
     def action_reload(self) -> None:
         self.reload()
