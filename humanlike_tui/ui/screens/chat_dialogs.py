@@ -19,7 +19,25 @@ EXPORT_DTYPES = (("auto (the base model's own)", "auto"), ("float32", "float32")
                  ("float16", "float16"))
 
 
-class TextPromptDialog(ModalScreen[str | None]):
+class _SubmitOrCancel:
+    """Enter or OK submits (the dialog's `_submit` checks and dismisses); Cancel or Escape dismisses None."""
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextPromptDialog(_SubmitOrCancel, ModalScreen[str | None]):
     """Ask for one line of text; `check(text)` returns a problem to show (the dialog stays) or ''."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="TextPromptDialog") + """
@@ -54,22 +72,9 @@ class TextPromptDialog(ModalScreen[str | None]):
             return
         self.dismiss(text)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
-class ExportDialog(ModalScreen[tuple[str, str] | None]):
+class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
     """Where to write the merged model, and its dtype; dismisses with (folder, dtype) or None."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ExportDialog") + """
@@ -104,19 +109,6 @@ class ExportDialog(ModalScreen[tuple[str, str] | None]):
             return
         self.dismiss((folder, str(self.query_one("#dtype", Select).value)))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class ScreenBindingsProvider(Provider):
