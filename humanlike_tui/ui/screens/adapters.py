@@ -18,7 +18,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from humanlike_tui.engine.evaluate import FIGURES, format_figure
 from humanlike_tui.ui.chat_services import ChatServices, chat_services
 from humanlike_tui.ui.screens.chat import ChatScreen, error_text
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
@@ -139,6 +138,9 @@ SCORECARD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "ai_d
 
 def scorecard_lines(card: dict[str, Any]) -> str:
     """Base vs adapter, a few figures a line: 'label base → adapter'."""
+    # Imported here, not at the top: the workbench's first frame loads no engine module.
+    from humanlike_tui.engine.evaluate import FIGURES, format_figure
+
     base, adapter = card.get("base") or {}, card.get("adapter") or {}
     parts = [f"{label} {format_figure(key, base.get(key))} → {format_figure(key, adapter.get(key))}"
              for key, label, _ in FIGURES if key in SCORECARD_KEYS]
