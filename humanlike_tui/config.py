@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import time
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -389,10 +390,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+        replace_retrying(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_retrying(src: str | os.PathLike, dst: str | os.PathLike, tries: int = 20, wait_s: float = 0.05) -> None:
+    """os.replace, retried for about a second on PermissionError.
+
+    On Windows a rename over a file fails while any handle has it open: the UI thread reading
+    meta.json while the engine rewrites it, or a virus scanner glancing at a new file. Those holds
+    last milliseconds, so waiting is right; on POSIX the first try succeeds.
+    """
+    for attempt in range(tries):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(wait_s)
 
 
 def save_config(cfg: Config, path: str | os.PathLike, header: str = "humanlike-tui config") -> Path:

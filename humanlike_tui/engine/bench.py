@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import random
-import resource
 import tempfile
 import threading
 import time
@@ -35,6 +34,8 @@ from typing import Any, Callable
 from humanlike_tui.config import Config, DataConfig, load_preset
 from humanlike_tui.engine import data as D
 from humanlike_tui.engine import store as S
+from humanlike_tui.engine.procmem import peak_rss_bytes as peak_rss
+from humanlike_tui.engine.procmem import reset_peak_rss
 from humanlike_tui.errors import InputError
 
 RECIPE_LORA = dict(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "dense"])
@@ -184,26 +185,6 @@ class PeakMemory:
             return {"peak_allocated": int(torch.cuda.max_memory_allocated()),
                     "peak_reserved": int(torch.cuda.max_memory_reserved()), "peak_driver": self.driver_peak}
         return {"peak_rss": peak_rss()}
-
-
-def reset_peak_rss() -> bool:
-    """Linux can reset the process's peak RSS (VmHWM); elsewhere the peak covers the whole process."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if platform.system() == "Darwin" else rss * 1024)
 
 
 def free_memory() -> None:

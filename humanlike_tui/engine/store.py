@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from humanlike_tui.config import Config, atomic_write_text, load_config, save_config
+from humanlike_tui.config import Config, atomic_write_text, load_config, replace_retrying, save_config
 from humanlike_tui.errors import StoreError
 from humanlike_tui.paths import runs_dir
 
@@ -95,11 +95,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             time.sleep(float(os.environ[TEST_WRITE_DELAY_ENV]))
         if target.exists():
             old = target.with_name(f".old-{target.name}-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
+            replace_retrying(target, old)
+            replace_retrying(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            replace_retrying(tmp, target)
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,15 +111,27 @@ def is_complete(folder: Path) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine.
+
+    Never os.kill(pid, 0) on Windows: there signal 0 is CTRL_C_EVENT, so the 'probe' would interrupt
+    (or, for other signals, terminate) the very run it asks about. psutil (an accelerate dependency)
+    asks the OS without sending anything.
+    """
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with accelerate; POSIX fallback only
+        if os.name == "nt":
+            return True  # cannot tell without psutil: treat the lock as held rather than steal it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
         return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 @dataclass

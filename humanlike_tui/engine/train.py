@@ -16,7 +16,6 @@ import math
 import os
 import platform
 import random
-import resource
 import threading
 import time
 from dataclasses import dataclass, field
@@ -188,9 +187,9 @@ def peak_memory_bytes(device: str) -> int:
 
     if device == "cuda":
         return int(torch.cuda.max_memory_reserved())
-    # CPU: the process's peak resident memory (Linux reports KiB, macOS bytes).
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if platform.system() == "Darwin" else rss * 1024)
+    from humanlike_tui.engine.procmem import peak_rss_bytes
+
+    return peak_rss_bytes()  # CPU: the process's peak resident memory
 
 
 def auto_token_budget(model_config, device: str, free_bytes: int, ckpt: bool, cap: int) -> int:

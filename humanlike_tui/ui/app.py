@@ -96,6 +96,10 @@ class WorkbenchApp(App[int]):
         screen = self._mode_screens.get(mode)
         if screen is None or not screen.is_mounted or not self._screen_stack:  # no stack: shutting down
             return None
+        # Quitting: a GPU reading or run event still queued must not redraw a screen whose widgets
+        # are being removed (is_attached turns False as soon as exit is asked for).
+        if not self.is_running or not screen.is_attached:
+            return None
         return screen if self.screen is screen else None
 
     def on_mount(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from humanlike_tui.ui.fakes import FakeClock
+from humanlike_tui.ui.messages import GpuSamples
 from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
 from humanlike_tui.ui.services import PlanView
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
@@ -83,6 +84,20 @@ async def test_gpu_polling_worker_runs_and_stops():
         await wait_until(pilot, lambda: bool(app.state.readings), what="a reading from the polling worker")
         assert app.state.readings[0].power_w == 95.0
     assert app._shutting_down.is_set()
+
+
+async def test_a_reading_that_arrives_while_quitting_redraws_nothing():
+    # A GpuSamples message still queued at exit used to query the Hardware screen's widgets while
+    # Textual was removing them (NoMatches: GpuBars). Once exit is asked for, no screen is "shown".
+    app = build()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.shown("hardware"), HardwareScreen)
+        app.exit()
+        assert app.shown("hardware") is None
+        for bars in list(app.screen.query(GpuBars)):
+            bars.remove()  # what teardown does next: the handler must not look for them
+        app.on_gpu_samples(GpuSamples([], 0.0))  # must not raise
 
 
 def test_flatten_formats_bytes_bools_and_lists():

@@ -1,0 +1,45 @@
+"""The process's peak resident memory, on every OS we support (the CPU's "peak memory" figure).
+
+`resource` exists only on POSIX; importing it at module level kept the whole engine from loading on
+Windows. Windows reports the peak working set through psutil (an accelerate dependency).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def reset_peak_rss() -> bool:
+    """Linux can reset the process's peak RSS (VmHWM); elsewhere the peak covers the whole process."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process in bytes (0 when the OS will not say)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return _windows_peak()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if platform.system() == "Darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
+
+
+def _windows_peak() -> int:
+    try:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", 0) or info.rss)
+    except Exception:  # noqa: BLE001 - a missing figure must not stop training
+        return 0
