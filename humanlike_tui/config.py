@@ -92,6 +92,8 @@ class TrainConfig:
     batch_size: int = opt(8, "Samples per micro-batch group; batch_size x grad_accum samples make one step", min=1, max=4096)
     grad_accum: int = opt(2, "Gradient accumulation: groups per optimizer step", min=1, max=4096)
     micro_batch_tokens: int = opt(0, "Token budget of one forward pass (0 = sized to free VRAM; all at once on CPU)", min=0)
+    vram_limit_gib: float = opt(0.0, "GPU memory the engine may plan a step for, GiB (0 = what is free, at most "
+                                "7.5 so the defaults suit an 8 GB card; raise it on a bigger card)", min=0, max=4096)
     dpo_beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", min=0, max=10, min_exclusive=True)
     eval_every: int = opt(50, "Evaluate every N steps (0 = only at the end)", min=0)
     eval_max_rows: int = opt(64, "Evaluate on at most this many held-out rows", min=1)

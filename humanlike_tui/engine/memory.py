@@ -718,8 +718,10 @@ def _notes(cfg: Config, shapes: ModelShapes, s: Settings, missing: tuple[str, ..
     notes = [f"Shapes from {shapes.source}; one forward pass = {s.tokens:,} tokens ({source}"
              f"{', x2 for chosen + rejected' if cfg.train.method != 'sft' else ''}), rows up to {s.seq_len} tokens."]
     if cfg.train.micro_batch_tokens == 0 and s.device == "cuda":
+        limit = (f"train.vram_limit_gib = {cfg.train.vram_limit_gib:g} GiB" if cfg.train.vram_limit_gib
+                 else "at most 7.5 GiB; raise train.vram_limit_gib on a bigger card")
         notes.append("train.micro_batch_tokens = 0: the engine sizes the forward pass to the free VRAM when it "
-                     "starts; this plan assumes the whole batch in one pass (the worst case).")
+                     f"starts ({limit}); this plan assumes the whole batch in one pass (the worst case).")
     if missing:
         notes.append(f"lora.target_modules: {', '.join(missing)} not found in this model; not counted "
                      "(training would stop with an error).")

@@ -192,6 +192,13 @@ def peak_memory_bytes(device: str) -> int:
     return peak_rss_bytes()  # CPU: the process's peak resident memory
 
 
+def vram_plan_limit(available_bytes: int, limit_gib: float) -> int:
+    """Bytes a step may be planned for: the user's train.vram_limit_gib, else VRAM_PLAN_CAP; never more
+    than the card has available (free plus what torch holds already)."""
+    cap = int(limit_gib * 2**30) if limit_gib > 0 else VRAM_PLAN_CAP
+    return max(0, min(available_bytes, cap))
+
+
 def auto_token_budget(model_config, device: str, free_bytes: int, ckpt: bool, cap: int) -> int:
     """Fallback when engine.memory cannot model the architecture: a rough per-token activation model.
 
@@ -374,7 +381,10 @@ class _Trainer:
         if cuda:
             free_now, _ = torch.cuda.mem_get_info(self.device)
             # What torch may hold at the peak: what is free plus what it holds now (the weights).
-            limit = min(free_now + torch.cuda.memory_reserved(self.device), VRAM_PLAN_CAP)
+            limit = vram_plan_limit(free_now + torch.cuda.memory_reserved(self.device), cfg.train.vram_limit_gib)
+            self.log(f"planning each step for up to {limit / 2**30:.2f} GiB of GPU memory"
+                     + ("" if cfg.train.vram_limit_gib else " (train.vram_limit_gib = 0: what is free, at most "
+                        f"{VRAM_PLAN_CAP / 2**30:g} GiB)"))
         else:
             from humanlike_tui.engine.hardware import _ram
 

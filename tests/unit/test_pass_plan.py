@@ -10,7 +10,7 @@ import pytest
 from humanlike_tui.config import load_preset
 from humanlike_tui.engine import memory
 from humanlike_tui.engine import model as M
-from humanlike_tui.engine.train import PassPlan, largest_tokens, plan_passes
+from humanlike_tui.engine.train import VRAM_PLAN_CAP, PassPlan, largest_tokens, plan_passes, vram_plan_limit
 
 GiB = 2**30
 STEP = 16 * 130  # 16 samples of the builtin sample's longest length
@@ -32,6 +32,22 @@ def test_largest_tokens_is_a_binary_search():
     assert largest_tokens(lambda t: t <= 777, 8192) == 777
     assert largest_tokens(lambda t: True, 8192) == 8192
     assert largest_tokens(lambda t: False, 8192) == 0
+
+
+def test_the_vram_limit_defaults_to_an_8gb_card_and_can_be_raised_but_never_past_the_card():
+    h100 = 79 * GiB
+    assert vram_plan_limit(h100, 0) == VRAM_PLAN_CAP == int(7.5 * GiB)  # default: an 8 GB card's plan
+    assert vram_plan_limit(h100, 40) == 40 * GiB  # train.vram_limit_gib = 40 on a big card
+    assert vram_plan_limit(int(6.1 * GiB), 0) == int(6.1 * GiB)  # never more than is available
+    assert vram_plan_limit(int(6.1 * GiB), 24) == int(6.1 * GiB)
+    assert vram_plan_limit(-5, 0) == 0
+
+
+def test_a_raised_limit_lets_phi2_skip_checkpointing_and_take_whole_steps(phi2):
+    shapes, s = phi2
+    default = plan_passes(shapes, s, vram_plan_limit(79 * GiB, 0), STEP, 8192, allow_ckpt=True)
+    raised = plan_passes(shapes, s, vram_plan_limit(79 * GiB, 40), STEP, 8192, allow_ckpt=True)
+    assert default.checkpointing and not raised.checkpointing and raised.budget >= STEP
 
 
 def test_phi2_on_an_8gb_card_checkpoints_and_plans_with_headroom(phi2):
