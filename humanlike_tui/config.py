@@ -53,6 +53,8 @@ class QuantConfig:
     double_quant: bool = opt(True, "Quantize the 4-bit scales too (~0.4 bit/param less)")
     compute_dtype: str = opt("auto", "Matmul dtype: auto = bf16 if supported, fp16 on older GPUs, fp32 on CPU",
                              choices=COMPUTE_DTYPES)
+    autocast: bool = opt(True, "On a GPU with bf16: run under torch.autocast (true), or keep activations in bf16 "
+                               "throughout with the LoRA in fp32 (false: lighter; fp16 always uses autocast)")
 
 
 @dataclass(frozen=True)

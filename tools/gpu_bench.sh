@@ -10,9 +10,10 @@
 #      and tomli_w from .venv into .gpu_site/ (ignored by git through .git/info/exclude).
 #   2. on the GPU machine, through the device tool's `run`:
 #        command: bash tools/gpu_bench.sh run     carry: [".gpu_site"]     timeout_s: 600
-#      Writes $OUT/env.txt, $OUT/bench_phi2.json (+ .log), $OUT/hw_measure_phi2.json (+ .log: the
-#      VRAM plan against a measured peak, docs/vram-planning.md) and $OUT/bench_tiny.json (+ .log):
-#      8 files, the most the device tool brings back. About 5-6 minutes on an H100 (phi-2-random is
+#      Writes $OUT/env.txt, $OUT/bench_phi2.json (+ .log), $OUT/bench_phi2_noautocast.json (the
+#      quant.autocast=false A/B, engine only), $OUT/hw_measure_phi2.json (+ .log: the VRAM plan against
+#      a measured peak, docs/vram-planning.md) and $OUT/bench_tiny.json (+ .log): 8 files, the most the
+#      device tool brings back. About 5-6 minutes on an H100 (phi-2-random is
 #      made once, ~5.6 GB on the local disk).
 #
 # Then put the table into docs/benchmarks.md with the card's name (see "GPU" there).
@@ -70,14 +71,21 @@ EOF
         echo "tiny (CPU dry run): exit $?"; cat "$out/bench_tiny.json"
         return
     fi
-    $py -m humanlike_tui bench --model builtin:phi-2-random --samples "${GPU_BENCH_SAMPLES:-160}" --json \
+    # Most important first; each under its own timeout so that the JSON of what finished comes back
+    # within the device tool's 600 s per command.
+    timeout 300 $py -m humanlike_tui bench --model builtin:phi-2-random --samples "${GPU_BENCH_SAMPLES:-160}" --json \
         > "$out/bench_phi2.json" 2> "$out/bench_phi2.log"
     echo "phi-2-random: exit $?"; tail -3 "$out/bench_phi2.log"; cat "$out/bench_phi2.json"
+    # The A/B for quant.autocast (docs/benchmarks.md, "GPU"): the engine alone, bf16 activations
+    # throughout instead of autocast's fp32 stream, on the same samples; its log goes in the same file.
+    timeout 120 $py -m humanlike_tui bench --model builtin:phi-2-random --samples "${GPU_BENCH_SAMPLES:-160}" \
+        --engine-only --engine-set quant.autocast=false --json > "$out/bench_phi2_noautocast.json" 2>> "$out/bench_phi2.log"
+    echo "phi-2-random, quant.autocast=false: exit $?"; cat "$out/bench_phi2_noautocast.json"
     # The VRAM plan's acceptance check (docs/vram-planning.md) on the same cached model: 3 real steps.
-    $py -m humanlike_tui hw --preset gaming-8gb --set model.name=builtin:phi-2-random \
+    timeout 90 $py -m humanlike_tui hw --preset gaming-8gb --set model.name=builtin:phi-2-random \
         --set data.source=builtin:sample --measure 3 --json > "$out/hw_measure_phi2.json" 2> "$out/hw_measure_phi2.log"
     echo "hw --measure: exit $?"
-    $py -m humanlike_tui bench --model builtin:tiny-phi --json > "$out/bench_tiny.json" 2> "$out/bench_tiny.log"
+    timeout 60 $py -m humanlike_tui bench --model builtin:tiny-phi --json > "$out/bench_tiny.json" 2> "$out/bench_tiny.log"
     echo "tiny-phi: exit $?"; cat "$out/bench_tiny.json"
 }
 

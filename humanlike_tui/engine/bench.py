@@ -318,7 +318,30 @@ def make_step_clock(cuda: bool):
 
 # --- the engine --------------------------------------------------------------------------------------
 
-def engine_config(model: str, data_file: Path, samples: int, lr: float | None = None) -> Config:
+# Keys --engine-set may not touch: they would make the two sides train different things.
+FIXED_FOR_COMPARISON = ("model.name", "data.", "train.max_steps", "train.batch_size", "train.grad_accum",
+                        "train.eval_", "train.save_every", "train.sample_prompts")
+
+
+def check_engine_overrides(items: list[str]) -> None:
+    """--engine-set may change how the engine runs (precision, checkpointing, VRAM limit, LoRA), not
+    what the comparison trains on; a bad key or value is an InputError naming it."""
+    from humanlike_tui.config import apply_overrides, parse_override
+    from humanlike_tui.errors import ConfigError
+
+    for item in items:
+        key = parse_override(item)[0]
+        if key.startswith(FIXED_FOR_COMPARISON):
+            raise InputError(f"--engine-set {item!r}: {key} is fixed by the benchmark so both sides train the "
+                             "same samples; use --model, --data, --samples instead")
+    try:
+        apply_overrides(load_preset("gaming-8gb"), items)
+    except ConfigError as exc:
+        raise InputError(f"--engine-set: {exc}") from None
+
+
+def engine_config(model: str, data_file: Path, samples: int, lr: float | None = None,
+                  overrides: tuple[str, ...] = ()) -> Config:
     """Our defaults (the gaming-8gb preset) for this model and these samples: one pass over them.
 
     Warm-up keeps the preset's share of the run (10 of 600 steps), so a short run is not all warm-up.
@@ -326,7 +349,9 @@ def engine_config(model: str, data_file: Path, samples: int, lr: float | None = 
     rule, Goyal et al. 2017): the recipe takes one optimizer step per sample, we take one per 16, and
     "the same training, faster" means the same step size per sample. docs/benchmarks.md shows both.
     """
-    base = load_preset("gaming-8gb")
+    from humanlike_tui.config import apply_overrides
+
+    base = apply_overrides(load_preset("gaming-8gb"), list(overrides))
     per_step = base.train.batch_size * base.train.grad_accum
     steps = max(1, samples // per_step)
     warm = max(1, round(steps * base.train.warmup_steps / base.train.max_steps))
@@ -416,10 +441,14 @@ def _cpu_model() -> str:
 
 def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, data: str = "builtin:sample",
               warmup: int = DEFAULT_WARMUP, lr: float | None = None, seed: int = 0, threads: int = 0,
-              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+              log: Callable[[str], None] = lambda m: None, engine_overrides: tuple[str, ...] = (),
+              baseline: bool = True) -> dict[str, Any]:
     """Train the same samples with the recipe and with the engine; return both sides and the ratio.
 
-    threads: torch's CPU threads for both sides (0 = torch's default, one per core); restored after."""
+    threads: torch's CPU threads for both sides (0 = torch's default, one per core); restored after.
+    engine_overrides: `section.key=value` changes to the engine's config (an A/B of one engine choice).
+    baseline=False skips the recipe (speedup is then None): for comparing engine variants quickly."""
+    check_engine_overrides(list(engine_overrides))
     import torch
 
     from humanlike_tui.engine import model as M
@@ -432,18 +461,20 @@ def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, d
         load_before = _load_average()
         per_step = per_step_samples()
         samples = max(per_step * (warmup + 1), math.ceil(samples / per_step) * per_step)
-        baseline, engine = _both_sides(model, samples, data, warmup, lr, seed, log)
+        base, engine = _both_sides(model, samples, data, warmup, lr, seed, log, engine_overrides, baseline)
         return {"device": device_name(), "threads": torch.get_num_threads(), "model": model, "data": data,
-                "samples": samples, "warmup_steps": warmup, "baseline": asdict(baseline), "engine": asdict(engine),
-                "speedup": round(engine.tokens_per_s / baseline.tokens_per_s, 2),
-                "eval_loss_delta": round(engine.eval_loss - baseline.eval_loss, 4),
+                "samples": samples, "warmup_steps": warmup, "engine_overrides": list(engine_overrides),
+                "baseline": asdict(base) if base else None, "engine": asdict(engine),
+                "speedup": round(engine.tokens_per_s / base.tokens_per_s, 2) if base else None,
+                "eval_loss_delta": round(engine.eval_loss - base.eval_loss, 4) if base else None,
                 "load_average": {"start": load_before, "end": _load_average()}, "versions": _versions()}
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _both_sides(model: str, samples: int, data: str, warmup: int, lr: float | None, seed: int,
-                log: Callable[[str], None]) -> tuple[SideResult, SideResult]:
+                log: Callable[[str], None], overrides: tuple[str, ...] = (),
+                with_baseline: bool = True) -> tuple[SideResult | None, SideResult]:
     import torch
 
     from humanlike_tui.engine import model as M
@@ -451,7 +482,7 @@ def _both_sides(model: str, samples: int, data: str, warmup: int, lr: float | No
     with tempfile.TemporaryDirectory(prefix="hlt-bench-") as tmp:
         tmp_dir = Path(tmp)
         data_file = tmp_dir / "samples.jsonl"
-        cfg = engine_config(model, data_file, samples, lr)
+        cfg = engine_config(model, data_file, samples, lr, overrides)
         model_path = M.resolve_model_path(cfg, log)
         tok = M.load_tokenizer(cfg, model_path)
         dcfg = DataConfig(source=data, rejected_column="", max_length=cfg.data.max_length, template=cfg.data.template)
@@ -462,7 +493,7 @@ def _both_sides(model: str, samples: int, data: str, warmup: int, lr: float | No
         log(f"{len(bench.train)} samples ({sum(e.length for e in bench.train) / len(bench.train):.0f} tokens mean), "
             f"{len(bench.held_out)} held-out rows")
         torch.manual_seed(seed)
-        baseline = recipe_side(model_path, tok, bench, warmup, tmp_dir, log)
+        baseline = recipe_side(model_path, tok, bench, warmup, tmp_dir, log) if with_baseline else None
         engine = engine_side(cfg, bench, warmup, log)
     return baseline, engine
 

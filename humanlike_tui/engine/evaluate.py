@@ -302,13 +302,7 @@ class _Session:
             raise EvaluationCancelled("evaluation cancelled")
 
     def autocast(self):
-        import contextlib
-
-        import torch
-
-        if self.precision.device == "cuda" and self.precision.compute != "fp32":
-            return torch.autocast("cuda", dtype=self.precision.torch_dtype)
-        return contextlib.nullcontext()
+        return self.precision.autocast_context()
 
 
 def finished_adapter(run_id: str) -> S.Run:

@@ -250,11 +250,13 @@ class Settings:
     tokens: int  # tokens in one forward pass (micro-batch)
     seq_len: int  # longest row
     checkpointing: bool
+    use_autocast: bool = True  # quant.autocast (false only matters with bf16)
 
     @property
     def autocast(self) -> bool:
-        """The engine runs under torch.autocast on CUDA with bf16/fp16; fp32 and the CPU do not."""
-        return self.device == "cuda" and self.compute != "fp32"
+        """The engine runs under torch.autocast on CUDA with bf16/fp16 (bf16 unless quant.autocast is
+        off); fp32 and the CPU do not. Mirrors engine.model.resolve_precision."""
+        return self.device == "cuda" and self.compute != "fp32" and (self.use_autocast or self.compute == "fp16")
 
     @property
     def dtype_bytes(self) -> int:
@@ -303,7 +305,7 @@ def settings_for(cfg: Config, shapes: ModelShapes, device: str = "cuda", bf16: b
         quant=cfg.quant.mode, double_quant=cfg.quant.double_quant and cfg.quant.mode in ("nf4", "fp4"),
         lora_r=cfg.lora.r, lora_dropout=cfg.lora.dropout, lora_targets=targets,
         tokens=micro_batch_tokens(cfg, device), seq_len=cfg.data.max_length,
-        checkpointing=cfg.model.gradient_checkpointing)
+        checkpointing=cfg.model.gradient_checkpointing, use_autocast=cfg.quant.autocast)
 
 
 # --- fixed memory ---------------------------------------------------------------------------------

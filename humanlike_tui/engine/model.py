@@ -186,12 +186,21 @@ class Precision:
     device: str  # cuda | cpu
     compute: str  # bf16 | fp16 | fp32
     needs_scaler: bool  # fp16 needs loss scaling
+    autocast: bool = False  # forward passes under torch.autocast (CUDA with bf16/fp16 unless turned off)
 
     @property
     def torch_dtype(self):
         import torch
 
         return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.compute]
+
+    def autocast_context(self):
+        """torch.autocast for the forward passes, or a no-op (CPU, fp32, or quant.autocast = false)."""
+        import contextlib
+
+        import torch
+
+        return torch.autocast("cuda", dtype=self.torch_dtype) if self.autocast else contextlib.nullcontext()
 
 
 def resolve_precision(cfg: Config, device: str | None = None) -> Precision:
@@ -206,7 +215,10 @@ def resolve_precision(cfg: Config, device: str | None = None) -> Precision:
         compute = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     else:
         compute = want
-    return Precision(device, compute, device == "cuda" and compute == "fp16")
+    # Without autocast bitsandbytes and phi keep every activation in the weights' dtype; in fp16 that
+    # overflows, so quant.autocast = false applies to bf16 only.
+    autocast = device == "cuda" and compute != "fp32" and (cfg.quant.autocast or compute == "fp16")
+    return Precision(device, compute, device == "cuda" and compute == "fp16", autocast)
 
 
 def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:

@@ -409,13 +409,7 @@ class _Trainer:
         return plan
 
     def autocast(self):
-        import contextlib
-
-        import torch
-
-        if self.precision.device == "cuda" and self.precision.compute != "fp32":
-            return torch.autocast("cuda", dtype=self.precision.torch_dtype)
-        return contextlib.nullcontext()
+        return self.precision.autocast_context()
 
     # checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, reason: str) -> Path:

@@ -56,3 +56,29 @@ def test_format_table_lists_both_sides():
                          "baseline": side, "engine": dict(side, tokens_per_s=300.0), "speedup": 3.0,
                          "eval_loss_delta": 0.0})
     assert "original recipe" in text and "engine" in text and "3.00x" in text and "1.00 GiB" in text
+
+
+def test_engine_only_with_a_changed_setting_skips_the_recipe(capsys):
+    # The A/B a GPU session runs for quant.autocast: engine variants on the same samples, no recipe.
+    code = cli.main(["bench", "--samples", "32", "--warmup", "1", "--threads", "1", "--engine-only",
+                     "--engine-set", "quant.compute_dtype=bf16", "--engine-set", "lora.r=8", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["baseline"] is None and result["speedup"] is None and result["eval_loss_delta"] is None
+    assert result["engine_overrides"] == ["quant.compute_dtype=bf16", "lora.r=8"]
+    eng = result["engine"]
+    assert eng["settings"]["compute"] == "bf16" and eng["settings"]["lora_r"] == 8
+    assert eng["tokens_per_s"] > 0 and eng["eval_loss"] > 0
+    from humanlike_tui.commands.bench import format_table
+
+    text = format_table(result)
+    assert "original recipe skipped" in text and "changed: quant.compute_dtype=bf16, lora.r=8" in text
+
+
+def test_engine_set_refuses_what_would_make_the_sides_differ_and_bad_values(capsys):
+    assert cli.main(["bench", "--engine-set", "data.max_length=64"]) == 2
+    assert "fixed by the benchmark" in capsys.readouterr().err
+    assert cli.main(["bench", "--engine-set", "quant.autocast=maybe"]) == 2
+    assert "quant.autocast" in capsys.readouterr().err
+    assert cli.main(["bench", "--engine-set", "nonsense"]) == 2
+    assert "section.key=value" in capsys.readouterr().err

@@ -52,6 +52,20 @@ def test_demo_trains_and_loss_falls(demo_cfg, quant):
     assert isinstance(rec.events[-1], E.Finished)
 
 
+def test_bf16_without_autocast_trains_like_fp32(demo_cfg):
+    # quant.autocast = false on a GPU runs the bf16 weights and activations as they are, with the LoRA
+    # in fp32: the path a CPU takes with quant.compute_dtype = bf16. It must learn like fp32 does.
+    cfg = demo_cfg.replace(**{"train.max_steps": 12, "train.eval_every": 0})
+    curves = {}
+    for dtype in ("fp32", "bf16"):
+        rec = Recorder()
+        assert run_training(cfg.replace(**{"quant.compute_dtype": dtype, "quant.autocast": False}), rec).status == "finished"
+        curves[dtype] = rec.losses()
+    fp32, bf16 = curves["fp32"], curves["bf16"]
+    assert sum(bf16[-3:]) / 3 < bf16[0] - 0.5, bf16
+    assert all(abs(a - b) < 0.15 for a, b in zip(fp32, bf16)), (fp32, bf16)
+
+
 def test_run_folder_meta_and_adapter(demo_cfg):
     rec = Recorder()
     result = run_training(demo_cfg, rec)

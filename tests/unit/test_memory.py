@@ -139,6 +139,34 @@ def test_compute_dtype_resolution():
     assert memory.resolve_compute("bf16", "cpu", bf16=False) == "bf16"
 
 
+def test_autocast_off_keeps_phi2_activations_in_bf16(phi2_shapes):
+    # Under autocast, LayerNorm runs in fp32 and bitsandbytes hands back its input's dtype, so phi's
+    # MLP and residual stream run in fp32; quant.autocast = false keeps them in bf16.
+    on = plan_memory(phi2_cfg(512, 8, False), shapes=phi2_shapes)
+    off = plan_memory(phi2_cfg(512, 8, False, **{"quant.autocast": False}), shapes=phi2_shapes)
+    assert off.item("activations") < 0.75 * on.item("activations")
+    # fp16 always runs under autocast (its activations would overflow): the flag changes nothing there.
+    fp16_on = plan_memory(phi2_cfg(512, 8, False, **{"quant.compute_dtype": "fp16"}), shapes=phi2_shapes)
+    fp16_off = plan_memory(phi2_cfg(512, 8, False, **{"quant.compute_dtype": "fp16", "quant.autocast": False}),
+                           shapes=phi2_shapes)
+    assert fp16_off.peak_bytes == fp16_on.peak_bytes
+
+
+def test_precision_resolution_mirrors_the_memory_plan():
+    from humanlike_tui.engine.model import resolve_precision
+
+    cfg = load_preset("gaming-8gb")
+    bf16 = cfg.replace(**{"quant.compute_dtype": "bf16"})
+    assert resolve_precision(bf16, "cuda").autocast
+    assert not resolve_precision(bf16.replace(**{"quant.autocast": False}), "cuda").autocast
+    fp16 = cfg.replace(**{"quant.compute_dtype": "fp16", "quant.autocast": False})
+    assert resolve_precision(fp16, "cuda").autocast and resolve_precision(fp16, "cuda").needs_scaler
+    assert not resolve_precision(bf16, "cpu").autocast  # the CPU never uses autocast
+    for c in (bf16, bf16.replace(**{"quant.autocast": False}), fp16):
+        s = memory.settings_for(c, memory.load_model_shapes(c.replace(**{"model.name": "builtin:phi-2-random"})))
+        assert s.autocast == resolve_precision(c, "cuda").autocast
+
+
 # ---- verdicts and suggestions --------------------------------------------------------------------
 
 
