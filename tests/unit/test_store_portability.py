@@ -114,3 +114,15 @@ def test_peak_rss_has_a_figure_without_resource(monkeypatch):
     monkeypatch.setattr(procmem.Path, "read_text", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
     monkeypatch.setattr(builtins, "__import__", no_resource)
     assert procmem.peak_rss_bytes() > 10 * 2**20  # psutil's figure (peak working set on Windows, rss here)
+
+
+def test_windows_peak_is_the_peak_working_set(monkeypatch):
+    import psutil
+
+    from humanlike_tui.engine import procmem
+
+    class Info:
+        rss, peak_wset = 100, 12345678  # psutil's memory_info() on Windows has peak_wset
+
+    monkeypatch.setattr(psutil.Process, "memory_info", lambda self: Info())
+    assert procmem._windows_peak() == 12345678
