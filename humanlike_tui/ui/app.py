@@ -31,7 +31,7 @@ from humanlike_tui.ui.messages import (ConfigChanged, EngineEvent, GpuSamples, H
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScreen
-from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
+from humanlike_tui.ui.screens.dialogs import ConfirmDialog, GpuShareDialog, RunPicker
 from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.screens.train import TrainScreen
 from humanlike_tui.ui.services import HardwareView, PlanView, RunChoice, Services, production_services
@@ -73,6 +73,7 @@ class WorkbenchApp(App[int]):
         self._pause_run = threading.Event()
         self._shutting_down = threading.Event()  # tells the GPU polling thread to end
         self._quit_after_run = False
+        self._after_gpu_free: list[Callable[[], None]] = []  # what waits for a paused run to let go of the GPU
         self._redraw_timer: Timer | None = None
         self._bindings_status = ""
         self._debounce_timer: Timer | None = None
@@ -272,9 +273,13 @@ class WorkbenchApp(App[int]):
         self._run_changed()
         if self._quit_after_run:
             self.exit(0)
+            return
+        self._run_waiting_for_gpu()  # the worker has returned: the engine freed the GPU
 
     def _run_changed(self) -> None:
         """Batch redraws: many events in 0.2 s make one redraw of the Train screen."""
+        if not self.is_running or not self._screen_stack:
+            return  # quitting: an engine event still in flight has nothing left to redraw
         if self.state.tracker.status != self._bindings_status:
             # Only on a status change: refreshing bindings rebuilds the footer, far too slow per step.
             self._bindings_status = self.state.tracker.status
@@ -287,6 +292,49 @@ class WorkbenchApp(App[int]):
         screen = self.shown("train")
         if isinstance(screen, TrainScreen):
             screen.refresh_view()
+
+    # ---- sharing the GPU with a training run ----
+
+    def training_holds_gpu(self) -> bool:
+        """A run is (or is about to be) training on a GPU: loading another model there may starve it."""
+        t = self.state.tracker
+        if not t.active:
+            return False
+        if t.device:  # RunStarted said where it trains
+            return t.has_gpu
+        hardware = self.state.hardware  # still loading: it will be on the GPU if there is one
+        return bool(hardware is not None and hardware.gpu_names)
+
+    def confirm_gpu_share(self, what: str, proceed: Callable[[], None],
+                          cancelled: Callable[[], None] | None = None) -> None:
+        """Run `proceed` now if the GPU is free; else ask: pause the run first, go ahead, or cancel."""
+        if not self.training_holds_gpu():
+            proceed()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "anyway":
+                proceed()
+            elif choice == "pause":
+                self._after_gpu_free.append(proceed)
+                if self.state.tracker.status in ("starting", "training"):
+                    # While the model still loads the engine pauses at its first step's check.
+                    self._pause_run.set()
+                    self.state.tracker.request("pause", self.now())
+                    self._run_changed()
+                self.notify(f"Pausing the run (checkpoint, then the GPU is freed); {what[0].lower() + what[1:]} "
+                            "follows.", timeout=10)
+            elif cancelled is not None:
+                cancelled()
+
+        self.push_screen(GpuShareDialog(what), answer)
+
+    def _run_waiting_for_gpu(self) -> None:
+        if self.state.tracker.active or not self._after_gpu_free:
+            return
+        waiting, self._after_gpu_free = self._after_gpu_free, []
+        for proceed in waiting:
+            proceed()
 
     # ---- quitting ----
 

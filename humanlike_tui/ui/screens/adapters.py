@@ -416,8 +416,18 @@ class AdaptersScreen(Screen):
         info = self.selected
         if info is None or not self._allowed("scorecard"):
             return
-        self.working = f"scorecard {info.name}"
-        self._score(info.name)
+        share = getattr(self.app, "confirm_gpu_share", None)  # a training run may hold the GPU
+        if share is None:
+            self._begin_scorecard(info.name)
+        else:
+            share(f"The scorecard of {info.name}", lambda: self._begin_scorecard(info.name))
+
+    def _begin_scorecard(self, name: str) -> None:
+        if self.working:  # something else started while the dialog was up
+            self.notify(f"Busy with {self.working}; try the scorecard again when it is done.", severity="warning")
+            return
+        self.working = f"scorecard {name}"
+        self._score(name)
         self.refresh_view()
 
     @work(thread=True, group="library-change", exit_on_error=False, name="library-scorecard")

@@ -234,6 +234,17 @@ class ChatScreen(Screen):
         if self.opening:
             self._queued = name  # one load at a time: two bases in memory at once is what we avoid
             return
+        share = getattr(self.app, "confirm_gpu_share", None)  # a training run may hold the GPU
+        if share is None:
+            self._begin_open(name)
+        else:
+            share(f"Opening {name} for chat", lambda: self._begin_open(name), cancelled=self._sync_select)
+
+    def _begin_open(self, name: str) -> None:
+        if name == self.loaded_name or self.busy or self.opening:  # things moved while the dialog was up
+            if self.opening and name != self.opening:
+                self._queued = name
+            return
         old, self.generator, self.loaded_name = self.generator, None, None
         self.opening, self.load_error, self.load_log = name, "", ""
         self._open(name, old)
@@ -285,7 +296,7 @@ class ChatScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if event.value is not Select.BLANK and isinstance(event.value, str):
+        if isinstance(event.value, str):
             self.open_adapter(event.value)
 
     # ---- asking ----

@@ -52,6 +52,46 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class GpuShareDialog(ModalScreen[str]):
+    """A training run holds the GPU and something wants to load a model onto it: pause the run first,
+    go ahead anyway, or cancel. Dismisses with "pause", "anyway" or "cancel"."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="GpuShareDialog")
+    BINDINGS = [Binding("p", "choose('pause')", "Pause training first"), Binding("g", "choose('anyway')", "Go ahead"),
+                Binding("escape,c", "choose('cancel')", "Cancel")]
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self._what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Training is using the GPU", classes="dialog-title")
+            yield Static(gpu_share_question(self._what), id="gpu-share-question")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Go ahead", id="anyway", variant="warning")
+                yield Button("Pause training first", id="pause", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#pause", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+def gpu_share_question(what: str) -> str:
+    return (f"{what} loads another copy of the base model onto the GPU the run is training on. The run "
+            "sized its batches to the memory that was free when it started, so it may run out: it then "
+            "halves its batches, and stops (with its checkpoint kept) if that is not enough.\n\n"
+            "Pause training first: a checkpoint is saved, the GPU is freed, and this goes ahead when the "
+            "run has let go. Resume later with r on the Train screen.")
+
+
 class RunPicker(ModalScreen[RunChoice | None]):
     """Choose an earlier run to resume; dismisses with None on escape."""
 
