@@ -31,13 +31,18 @@ async def choose_adapter(pilot) -> ChatScreen:
     return screen
 
 
+async def answer(pilot, key: str) -> None:
+    """Wait for the GPU question and press `key` (escape, g or p)."""
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, GpuShareDialog), what="the question")
+    await pilot.press(key)
+
+
 async def test_cancel_loads_nothing_and_training_goes_on():
     app, engine, clock, chat = app_with_run()
     async with app.run_test(size=SIZE) as pilot:
         await run_to_hold(pilot, engine, clock)
         screen = await choose_adapter(pilot)
-        await wait_until(pilot, lambda: isinstance(app.screen, GpuShareDialog), what="the question")
-        await pilot.press("escape")
+        await answer(pilot, "escape")
         await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
         await pilot.pause(0.1)
         assert chat.opened == [] and screen.loaded_name is None and screen.opening is None
@@ -51,8 +56,7 @@ async def test_go_ahead_loads_beside_the_run():
     async with app.run_test(size=SIZE) as pilot:
         await run_to_hold(pilot, engine, clock)
         screen = await choose_adapter(pilot)
-        await wait_until(pilot, lambda: isinstance(app.screen, GpuShareDialog), what="the question")
-        await pilot.press("g")
+        await answer(pilot, "g")
         await wait_until(pilot, lambda: screen.loaded_name == ADAPTER, what="the adapter")
         assert app.state.tracker.status == "training" and len(chat.opened) == 1
         engine.release()
@@ -63,8 +67,7 @@ async def test_pause_first_loads_once_the_run_has_let_go():
     async with app.run_test(size=SIZE) as pilot:
         await run_to_hold(pilot, engine, clock)
         screen = await choose_adapter(pilot)
-        await wait_until(pilot, lambda: isinstance(app.screen, GpuShareDialog), what="the question")
-        await pilot.press("p")
+        await answer(pilot, "p")
         await wait_until(pilot, lambda: app.state.tracker.status == "paused", what="the pause")
         await wait_until(pilot, lambda: screen.loaded_name == ADAPTER, what="the adapter after the pause")
         assert len(chat.opened) == 1 and app._after_gpu_free == []
@@ -107,7 +110,7 @@ async def test_the_scorecard_asks_too_and_runs_after_the_pause():
         await wait_until(pilot, lambda: ADAPTER in screen.details, what="the details")
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, GpuShareDialog), what="the question")
-        assert scored == []
-        await pilot.press("p")
+        assert scored == []  # nothing loads before the answer
+        await answer(pilot, "p")
         await wait_until(pilot, lambda: scored == [ADAPTER] and not screen.working, what="the scorecard")
         assert app.state.tracker.status == "paused"
