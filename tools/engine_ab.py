@@ -8,6 +8,7 @@ machine's load hits them alike. Each variant turns one of the engine's speed cho
   nogelu     phi's Python gelu_new instead of the fused GELU
   nobucket   a plain shuffle instead of length bucketing
   headckpt   the lm_head always recomputed in backward (chunked checkpoint), even for small logits
+  headkeep   the logits always kept (no chunked recompute), however large
 
 Usage: python tools/engine_ab.py [--data FILE] [--rows N] [--steps N] [--threads N] [variants...]
 Runs go to a temporary HUMANLIKE_TUI_HOME and are deleted.
@@ -62,7 +63,7 @@ def main() -> None:
     original_logprobs = T.token_logprobs
 
     def token_logprobs(hidden, head, targets):  # the headckpt variant switches the small-logits path off
-        T.LOGITS_KEEP_BYTES = -1 if current[0] == "headckpt" else keep_small
+        T.LOGITS_KEEP_BYTES = {"headckpt": -1, "headkeep": 2**40}.get(current[0], keep_small)
         return original_logprobs(hidden, head, targets)
 
     T.token_logprobs = token_logprobs
