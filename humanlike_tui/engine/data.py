@@ -148,16 +148,23 @@ def _tabular_records(path: Path, suffix: str) -> list[Any]:
 
 
 def _hub_records(name: str, dcfg: DataConfig) -> Any:
+    from humanlike_tui.engine.hub import fail_fast_if_unreachable
+
+    fail_fast_if_unreachable(name, "dataset", lambda why: _hub_data_error(name, why))
     try:
         import datasets
 
         return datasets.load_dataset(name, split=dcfg.split)
     except Exception as exc:  # network, auth, missing split: all end the same way for the user
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"data.source: could not load {name!r} from the Hugging Face Hub ({first}). Check the name and "
-            "your internet connection, or use a local file (data.source = 'rows.jsonl' with prompt/chosen/"
-            "rejected fields) or the offline sample (data.source = 'builtin:sample').") from None
+        raise _hub_data_error(name, first) from None
+
+
+def _hub_data_error(name: str, why: str) -> DataError:
+    return DataError(
+        f"data.source: could not load {name!r} from the Hugging Face Hub ({why}). Check the name and "
+        "your internet connection, or use a local file (data.source = 'rows.jsonl' with prompt/chosen/"
+        "rejected fields) or the offline sample (data.source = 'builtin:sample').")
 
 
 def check_rows(records: Iterable[Any], dcfg: DataConfig, counts: DataCounts, need_rejected: bool) -> list[Row]:
