@@ -64,7 +64,18 @@ def _command_module(name: str):
     return importlib.import_module(f"humanlike_tui.commands.{name}")
 
 
+def never_fail_on_output(streams=None) -> None:
+    """Answers and data are full of emoji. On Windows, output piped to a file or another program uses
+    the locale's code page (cp1252, ...), where print() would raise UnicodeEncodeError mid-run; write
+    a replacement character instead. UTF-8 streams (Linux, Windows consoles) are left alone."""
+    for stream in streams if streams is not None else (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    never_fail_on_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

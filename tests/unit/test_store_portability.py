@@ -126,3 +126,19 @@ def test_windows_peak_is_the_peak_working_set(monkeypatch):
 
     monkeypatch.setattr(psutil.Process, "memory_info", lambda self: Info())
     assert procmem._windows_peak() == 12345678
+
+
+def test_output_in_a_legacy_code_page_replaces_what_it_cannot_encode():
+    import io
+
+    from humanlike_tui.cli import never_fail_on_output
+
+    raw = io.BytesIO()
+    cp1252 = io.TextIOWrapper(raw, encoding="cp1252")  # what a pipe gets on a western Windows
+    never_fail_on_output([cp1252])
+    print("sounds fun 😄 → let's go", file=cp1252)
+    cp1252.flush()
+    assert raw.getvalue().decode("cp1252") == "sounds fun ? ? let's go\r\n".replace("\r\n", "\n")
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    never_fail_on_output([utf8])
+    assert utf8.errors == "strict"  # UTF-8 streams are left alone
