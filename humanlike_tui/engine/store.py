@@ -205,7 +205,7 @@ class Run:
             # that still has its COMPLETE marker.
             trash = path.with_name(f".tmp-prune-{path.name}")
             try:
-                os.replace(path, trash)
+                replace_retrying(path, trash)
             except OSError:
                 continue
             shutil.rmtree(trash, ignore_errors=True)
@@ -218,7 +218,7 @@ class Run:
                 for d in sorted(parent.iterdir()):
                     old = re.match(r"^\.old-(.+)-\d+$", d.name)
                     if old and d.is_dir() and is_complete(d) and not (parent / old.group(1)).exists():
-                        os.replace(d, parent / old.group(1))  # cut between atomic_dir's two renames: roll back
+                        replace_retrying(d, parent / old.group(1))  # cut between atomic_dir's two renames: roll back
                         continue
                     if d.name.startswith((".tmp-", ".old-")) or (d.name.startswith(".") and d.name.endswith(".tmp")):
                         shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
@@ -291,7 +291,7 @@ def rename_run(name: str, new_name: str) -> Run:
     target = runs_dir() / new_name
     if target.exists():
         raise StoreError(f"a run named {new_name!r} already exists; choose another name")
-    os.replace(run.run_dir, target)
+    replace_retrying(run.run_dir, target)
     moved = Run(target)
     moved.update_meta(run_id=new_name)
     return moved
@@ -303,5 +303,5 @@ def delete_run(name: str) -> None:
         raise StoreError(f"run {name} is training; stop it before deleting")
     # Rename first, so a crash mid-delete never leaves a half-deleted run that looks usable.
     trash = run.run_dir.with_name(f".tmp-deleting-{run.run_id}")
-    os.replace(run.run_dir, trash)
+    replace_retrying(run.run_dir, trash)
     shutil.rmtree(trash, ignore_errors=True)
