@@ -17,11 +17,13 @@ hand-written texts. Engine module: never imports textual.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 from humanlike_tui.config import Config
 from humanlike_tui.engine import data as D
@@ -444,6 +446,40 @@ def _load(run: S.Run, emit: Emit, stop: threading.Event, batch_size: int) -> _Se
     return _Session(cfg, model, tok, device, precision, emit, stop, batch_size)
 
 
+def _holds_adapter(loaded: Any, run: S.Run) -> bool:
+    """Whether `loaded` (an engine.generate.Generator) has this run's adapter on its base."""
+    if loaded is None or not getattr(loaded, "adapter_dir", ""):
+        return False
+    try:
+        return Path(loaded.adapter_dir).resolve() == Path(run.adapter_dir).resolve()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _session(run: S.Run, emit: Emit, stop: threading.Event, batch_size: int, loaded: Any = None
+             ) -> Iterator[_Session]:
+    """The model to score: the one `loaded` already holds for this run (borrowed under its lock: no
+    second base model in memory, the chat waits meanwhile), else a fresh load freed afterwards."""
+    if _holds_adapter(loaded, run):
+        with loaded.lock:
+            if loaded.model is not None:  # not closed while we waited for the lock
+                from humanlike_tui.engine import model as M
+
+                emit(Log(f"scoring with the model already loaded for {run.run_id} (no second copy)"))
+                device = next(loaded.model.parameters()).device
+                precision = M.resolve_precision(loaded.config, device.type)
+                loaded.model.eval()
+                yield _Session(loaded.config, loaded.model, loaded.tok, device, precision, emit, stop, batch_size)
+                return
+    emit(Log(f"loading {run.run_id} for the scorecard"))
+    s = _load(run, emit, stop, batch_size)
+    try:
+        yield s
+    finally:
+        _free(s)
+
+
 def score_side(s: _Session, exs: list[D.Example], prompts: list[str], max_new_tokens: int,
                side: str) -> tuple[dict[str, float | None], list[str]]:
     """Every model figure for one side ('base' or 'adapter') of the currently active weights."""
@@ -456,24 +492,21 @@ def score_side(s: _Session, exs: list[D.Example], prompts: list[str], max_new_to
 
 def scorecard(run_id: str, data: str | None = None, limit: int | None = DEFAULT_LIMIT,
               max_new_tokens: int | None = None, emit: Emit = ignore, stop: threading.Event | None = None,
-              batch_size: int = 16, n_samples: int = 3) -> Scorecard:
+              batch_size: int = 16, n_samples: int = 3, loaded: Any = None) -> Scorecard:
     """Score run `run_id`'s adapter against its base on held-out rows (the run's eval split, or `data`).
 
     The card of the run's own split is also saved in the run folder (see last_scorecard). Emits Log and EvalProgress events; raises StoreError for an unknown or unfinished run, DataError for
-    unusable data, EvaluationCancelled when `stop` is set. Long work: call it from a worker thread."""
+    unusable data, EvaluationCancelled when `stop` is set. Long work: call it from a worker thread.
+    loaded: a Generator (the chat's) that may already hold this run's adapter; its model is borrowed."""
     stop = stop or threading.Event()
     run = finished_adapter(run_id)
-    emit(Log(f"loading {run.run_id} for the scorecard"))
-    s = _load(run, emit, stop, batch_size)
-    try:
+    with _session(run, emit, stop, batch_size, loaded) as s:
         exs, source = heldout_examples(s.cfg, s.tok, data, limit)
         prompts = list(dict.fromkeys(e.prompt for e in exs))
         max_new = max_new_tokens or s.cfg.generate.max_new_tokens
         with s.model.disable_adapter():  # the same weights, LoRA off: the base model, no second copy
             base, base_texts = score_side(s, exs, prompts, max_new, "base")
         adapter, adapter_texts = score_side(s, exs, prompts, max_new, "adapter")
-    finally:
-        _free(s)
     rows = _rows_of(exs, s.tok, s.cfg.data.template)
     reference = {"chosen": style_figures([r[0] for r in rows]),
                  "rejected": style_figures([r[1] for r in rows if r[1] is not None]) if any(

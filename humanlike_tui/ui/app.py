@@ -92,6 +92,10 @@ class WorkbenchApp(App[int]):
 
         return make
 
+    def mode_screen(self, mode: str) -> Screen | None:
+        """The mode's screen if it was ever made (shown or not)."""
+        return self._mode_screens.get(mode)
+
     def shown(self, mode: str) -> Screen | None:
         """The mode's screen if it is the one on display (others redraw when they are shown again)."""
         screen = self._mode_screens.get(mode)

@@ -35,7 +35,7 @@ class ChatServices:
     transcripts_dir: Callable[[], Path] = field(default=lambda: paths.config_dir() / "transcripts")
     exports_dir: Callable[[], Path] = field(default=lambda: paths.data_dir() / "exports")
     # (name, log) -> Scorecard.to_dict(); long (loads the model): call it from a worker thread
-    scorecard: Callable[[str, Log], dict[str, Any]] = field(default_factory=lambda: _scorecard)
+    scorecard: Callable[..., dict[str, Any]] = field(default_factory=lambda: _scorecard)  # (name, log[, loaded])
     last_scorecard: Callable[[str], dict[str, Any] | None] = field(default_factory=lambda: _last_scorecard)
 
 
@@ -101,7 +101,9 @@ def _export(name: str, folder: Path, dtype: str, log: Log) -> Path:
     return library.export_merged(name, folder, dtype=dtype, log=log)
 
 
-def _scorecard(name: str, log: Log) -> dict[str, Any]:
+def _scorecard(name: str, log: Log, loaded: Any = None) -> dict[str, Any]:
+    """The scorecard (limit 50); `loaded` is the Chat screen's generator when it holds this adapter,
+    whose model is then borrowed instead of loading a second base."""
     from humanlike_tui.ui.services import prepare, warm_imports
 
     warm_imports()
@@ -116,7 +118,7 @@ def _scorecard(name: str, log: Log) -> dict[str, Any]:
         elif isinstance(event, LogEvent):
             log(event.message)
 
-    return evaluate.scorecard(name, limit=50, emit=emit).to_dict()
+    return evaluate.scorecard(name, limit=50, emit=emit, loaded=loaded).to_dict()
 
 
 def _last_scorecard(name: str) -> dict[str, Any] | None:

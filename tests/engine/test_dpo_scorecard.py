@@ -143,3 +143,26 @@ def test_eval_of_an_unknown_or_unfinished_adapter_exits_2(demo_cfg, capsys):
     assert "has no finished adapter" in capsys.readouterr().err
     with pytest.raises(StoreError):
         ev.scorecard("../escape")
+
+
+def test_scorecard_borrows_a_loaded_generator_and_gives_the_same_card(demo_cfg, monkeypatch):
+    # The Chat screen may already hold this adapter: the scorecard uses that model (no second base
+    # in memory), under its lock, and leaves it loaded for the chat.
+    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine.generate import Generator
+
+    res = run_training(demo_cfg.replace(**{"train.max_steps": 3, "train.eval_every": 0, "train.sample_prompts": 0}))
+    fresh = ev.scorecard(res.run_id, limit=6, max_new_tokens=3)
+    gen = Generator.open(res.run_id)
+
+    def no_second_load(*a, **k):
+        raise AssertionError("the scorecard loaded a second base model")
+
+    monkeypatch.setattr(M, "load_base_model", no_second_load)
+    seen: list[E.Event] = []
+    borrowed = ev.scorecard(res.run_id, limit=6, max_new_tokens=3, emit=seen.append, loaded=gen)
+    assert borrowed.base == fresh.base and borrowed.adapter == fresh.adapter
+    assert any("already loaded" in e.message for e in seen if isinstance(e, E.Log))
+    assert gen.model is not None and gen.answer("adapter", "Hi there!").tokens > 0  # still the chat's
+    other = S.get_run(res.run_id)
+    assert not ev._holds_adapter(None, other)

@@ -214,3 +214,31 @@ async def test_scorecard_shows_base_and_adapter_figures():
         details = str(screen.query_one("#details", Static).render())
         assert "preference accuracy 42.0% → 87.5%" in details
         assert "AI disclaimers 30.0% → 0.0%" in details and "LoRA r 16" in details
+
+
+async def test_scorecard_borrows_the_model_the_chat_has_loaded():
+    app, services = library_app()
+    calls = []
+
+    def fake_scorecard(name, log, loaded=None):
+        calls.append((name, loaded))
+        return {"run_id": name, "rows": 1, "base": {}, "adapter": {}}
+
+    services.scorecard = fake_scorecard
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        await wait_until(pilot, lambda: chat.adapters is not None, what="the adapter list")
+        chat.request_adapter("warm-sft-v2")
+        await wait_until(pilot, lambda: chat.loaded_name == "warm-sft-v2", what="the chat's model")
+        await pilot.press("f5")
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: calls and not screen.working, what="the scorecard")
+        assert calls == [("warm-sft-v2", chat.generator)]  # the chat's generator, not a new load
+        await highlight(pilot, screen, "warm-sft-v1")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: len(calls) == 2 and not screen.working, what="the second scorecard")
+        assert calls[1] == ("warm-sft-v1", None)  # the chat holds another adapter: the scorecard loads its own

@@ -427,16 +427,27 @@ class AdaptersScreen(Screen):
             self.notify(f"Busy with {self.working}; try the scorecard again when it is done.", severity="warning")
             return
         self.working = f"scorecard {name}"
-        self._score(name)
+        self._score(name, self.chat_generator(name))  # read here, on the UI thread
         self.refresh_view()
 
     @work(thread=True, group="library-change", exit_on_error=False, name="library-scorecard")
-    def _score(self, name: str) -> None:
+    def _score(self, name: str, loaded: Any = None) -> None:
+        def log(text: str) -> None:
+            self.post_message(ExportProgress(text))
+
         try:
-            card = self.services.scorecard(name, lambda text: self.post_message(ExportProgress(text)))
+            card = (self.services.scorecard(name, log, loaded) if loaded is not None
+                    else self.services.scorecard(name, log))
             self.post_message(ScorecardDone(name, card))
         except Exception as exc:
             self.post_message(ScorecardDone(name, error=error_text(exc)))
+
+    def chat_generator(self, name: str) -> Any:
+        """The Chat screen's generator if it has `name` loaded: the scorecard borrows its model."""
+        chat = getattr(self.app, "mode_screen", lambda mode: None)("chat")
+        if chat is None or getattr(chat, "loaded_name", None) != name:
+            return None
+        return getattr(chat, "generator", None)
 
     def on_scorecard_done(self, message: ScorecardDone) -> None:
         self.working = ""
