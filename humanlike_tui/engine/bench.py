@@ -34,8 +34,7 @@ from typing import Any, Callable
 from humanlike_tui.config import Config, DataConfig, load_preset
 from humanlike_tui.engine import data as D
 from humanlike_tui.engine import store as S
-from humanlike_tui.engine.procmem import peak_rss_bytes as peak_rss
-from humanlike_tui.engine.procmem import reset_peak_rss
+from humanlike_tui.engine.procmem import peak_rss_bytes, reset_peak_rss
 from humanlike_tui.errors import InputError
 
 RECIPE_LORA = dict(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "dense"])
@@ -184,7 +183,7 @@ class PeakMemory:
         if self.cuda:
             return {"peak_allocated": int(torch.cuda.max_memory_allocated()),
                     "peak_reserved": int(torch.cuda.max_memory_reserved()), "peak_driver": self.driver_peak}
-        return {"peak_rss": peak_rss()}
+        return {"peak_rss": peak_rss_bytes()}
 
 
 def free_memory() -> None:

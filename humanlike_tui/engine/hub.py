@@ -55,10 +55,9 @@ def cached_anything(repo_id: str, repo_type: str) -> bool:
         return True
 
 
-def fail_fast_if_unreachable(repo_id: str, repo_type: str, error: Callable[[str], Exception],
-                             reachable: Callable[[], bool] = hub_reachable) -> None:
+def fail_fast_if_unreachable(repo_id: str, repo_type: str, error: Callable[[str], Exception]) -> None:
     """Raise `error(reason)` at once when the repo is not cached and the hub cannot be reached."""
-    if cached_anything(repo_id, repo_type) or reachable():
+    if cached_anything(repo_id, repo_type) or hub_reachable():
         return
     host, _ = hub_address()
     raise error(f"{host} is not reachable from this machine and {repo_id!r} is not in the local "

@@ -256,11 +256,18 @@ class Settings:
     def autocast(self) -> bool:
         """The engine runs under torch.autocast on CUDA with bf16/fp16 (bf16 unless quant.autocast is
         off); fp32 and the CPU do not. Mirrors engine.model.resolve_precision."""
-        return self.device == "cuda" and self.compute != "fp32" and (self.use_autocast or self.compute == "fp16")
+        return uses_autocast(self.device, self.compute, self.use_autocast)
 
     @property
     def dtype_bytes(self) -> int:
         return 4 if self.compute == "fp32" else 2
+
+
+def uses_autocast(device: str, compute: str, wanted: bool) -> bool:
+    """Whether the engine runs its forward passes under torch.autocast: on CUDA with bf16 or fp16,
+    unless quant.autocast is off. Off applies to bf16 only: without autocast bitsandbytes and phi keep
+    every activation in the weights' dtype, which overflows in fp16."""
+    return device == "cuda" and compute != "fp32" and (wanted or compute == "fp16")
 
 
 def resolve_compute(want: str, device: str, bf16: bool) -> str:

@@ -215,10 +215,10 @@ def resolve_precision(cfg: Config, device: str | None = None) -> Precision:
         compute = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     else:
         compute = want
-    # Without autocast bitsandbytes and phi keep every activation in the weights' dtype; in fp16 that
-    # overflows, so quant.autocast = false applies to bf16 only.
-    autocast = device == "cuda" and compute != "fp32" and (cfg.quant.autocast or compute == "fp16")
-    return Precision(device, compute, device == "cuda" and compute == "fp16", autocast)
+    from humanlike_tui.engine.memory import uses_autocast
+
+    return Precision(device, compute, device == "cuda" and compute == "fp16",
+                     uses_autocast(device, compute, cfg.quant.autocast))
 
 
 def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:

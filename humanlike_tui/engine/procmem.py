@@ -1,7 +1,7 @@
 """The process's peak resident memory, on every OS we support (the CPU's "peak memory" figure).
 
 `resource` exists only on POSIX; importing it at module level kept the whole engine from loading on
-Windows. Windows reports the peak working set through psutil (an accelerate dependency).
+Windows. Windows reports the peak working set through psutil.
 """
 
 from __future__ import annotations

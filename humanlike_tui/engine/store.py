@@ -114,24 +114,12 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine.
 
     Never os.kill(pid, 0) on Windows: there signal 0 is CTRL_C_EVENT, so the 'probe' would interrupt
-    (or, for other signals, terminate) the very run it asks about. psutil (an accelerate dependency)
-    asks the OS without sending anything.
+    (or, for other signals, terminate) the very run it asks about. psutil asks the OS without
+    sending anything.
     """
-    if pid <= 0:
-        return False
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with accelerate; POSIX fallback only
-        if os.name == "nt":
-            return True  # cannot tell without psutil: treat the lock as held rather than steal it
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-        return True
-    return psutil.pid_exists(pid)
+    import psutil
+
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 @dataclass

@@ -96,15 +96,16 @@ class WorkbenchApp(App[int]):
         """The mode's screen if it was ever made (shown or not)."""
         return self._mode_screens.get(mode)
 
+    def _quitting(self) -> bool:
+        """Exit is under way: a GPU reading or run event still queued must not redraw screens whose
+        widgets Textual is removing (no stack left, or the app no longer running)."""
+        return not self.is_running or not self._screen_stack
+
     def shown(self, mode: str) -> Screen | None:
         """The mode's screen if it is the one on display (others redraw when they are shown again)."""
         screen = self._mode_screens.get(mode)
-        if screen is None or not screen.is_mounted or not self._screen_stack:  # no stack: shutting down
-            return None
-        # Quitting: a GPU reading or run event still queued must not redraw a screen whose widgets
-        # are being removed (is_attached turns False as soon as exit is asked for).
-        if not self.is_running or not screen.is_attached:
-            return None
+        if screen is None or not screen.is_mounted or self._quitting() or not screen.is_attached:
+            return None  # is_attached turns False as soon as exit is asked for
         return screen if self.screen is screen else None
 
     def on_mount(self) -> None:
@@ -282,8 +283,8 @@ class WorkbenchApp(App[int]):
 
     def _run_changed(self) -> None:
         """Batch redraws: many events in 0.2 s make one redraw of the Train screen."""
-        if not self.is_running or not self._screen_stack:
-            return  # quitting: an engine event still in flight has nothing left to redraw
+        if self._quitting():
+            return  # an engine event still in flight has nothing left to redraw
         if self.state.tracker.status != self._bindings_status:
             # Only on a status change: refreshing bindings rebuilds the footer, far too slow per step.
             self._bindings_status = self.state.tracker.status

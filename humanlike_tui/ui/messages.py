@@ -12,6 +12,14 @@ from humanlike_tui.events import Event
 from humanlike_tui.ui.services import GpuReading, HardwareView, PlanView, RunChoice
 
 
+class NewestOnly(Message):
+    """A message of which only the newest matters (a reading, a progress line): a queued one of the
+    same type is replaced rather than handled late."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, type(self))
+
+
 class EngineEvent(Message):
     """One engine event. Never merged: every Step is a point on the loss curve."""
 
@@ -30,7 +38,7 @@ class RunHistory(Message):
         self.evals = evals
 
 
-class GpuSamples(Message):
+class GpuSamples(NewestOnly):
     """The latest reading of every GPU. If the UI falls behind, only the newest matters for the
     bars; the chart loses a point, which at one a second nobody sees."""
 
@@ -38,9 +46,6 @@ class GpuSamples(Message):
         super().__init__()
         self.readings = readings
         self.at = at
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, GpuSamples)
 
 
 class HardwareReport(Message):

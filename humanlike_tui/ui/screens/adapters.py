@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from humanlike_tui.ui.chat_services import ChatServices, chat_services
+from humanlike_tui.ui.messages import NewestOnly
 from humanlike_tui.ui.screens.chat import ChatScreen, error_text
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
@@ -187,15 +188,12 @@ class LibraryChanged(Message):
         self.done, self.error, self.title = done, error, title
 
 
-class ExportProgress(Message):
+class ExportProgress(NewestOnly):
     bubble = False
 
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ExportProgress)
 
 
 class ScorecardDone(Message):

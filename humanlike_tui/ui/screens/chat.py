@@ -27,6 +27,7 @@ from humanlike_tui.config import atomic_write_text
 from humanlike_tui.errors import HumanlikeError
 from humanlike_tui.ui.chat_services import ChatServices, chat_services
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
+from humanlike_tui.ui.messages import NewestOnly
 from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
@@ -70,7 +71,7 @@ class AdaptersListed(Message):
         self.error = error
 
 
-class GeneratorLog(Message):
+class GeneratorLog(NewestOnly):
     """Loading progress; only the newest line matters."""
 
     bubble = False
@@ -78,9 +79,6 @@ class GeneratorLog(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, GeneratorLog)
 
 
 class GeneratorOpened(Message):
