@@ -1,9 +1,10 @@
 """The workbench App: five screens (one mode each), the keys and palette commands, and every worker.
 
 Workers run the engine in threads and talk back only through post_message; the handlers here turn
-those messages into WorkbenchState on the main thread and tell the visible screen to redraw. The
-engine is reached only through `Services` (services.py), so tests drive this same app with a
-scripted engine (fakes.py) and nothing here imports torch.
+those messages into WorkbenchState on the main thread and tell the visible screen to redraw (the
+work beside training is in background.py). The engine is reached only through the service protocols
+(humanlike_tui.protocols.Services), so tests drive this same app with scripted doubles
+(tests/support/fakes.py) and nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -19,22 +20,25 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from humanlike_tui import config as cfgmod
 from humanlike_tui import events as ev
 from humanlike_tui import paths
 from humanlike_tui.config import Config
 from humanlike_tui.errors import ConfigError, HumanlikeError
-from humanlike_tui.ui.messages import (ConfigChanged, EngineEvent, GpuSamples, HardwareReport, PlanReady,
-                                       PreviewReady, RunHistory, RunsListed)
+from humanlike_tui.formatting import error_text
+from humanlike_tui.protocols import RunChoice, Services
+from humanlike_tui.ui.background import BackgroundWork
+from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
+from humanlike_tui.ui.messages import EngineEvent, GpuWanted, OpenInChat, ResumeRun, RunHistory, RunsListed
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScreen
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, GpuShareDialog, RunPicker
 from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.screens.train import TrainScreen
-from humanlike_tui.ui.services import HardwareView, PlanView, RunChoice, Services, production_services
+from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineTraining
 from humanlike_tui.ui.state import WorkbenchState
 
 DEFAULT_PRESET = "gaming-8gb"  # the CLI's default too
@@ -46,11 +50,11 @@ SCREENS: dict[str, tuple[str, str, type[Screen]]] = {
     "chat": ("f4", "Chat", ChatScreen),
     "adapters": ("f5", "Adapters", AdaptersScreen),
 }
+SERVICE_SCREENS = (ChatScreen, AdaptersScreen)  # screens that call the services themselves (in their workers)
 TRAIN_REDRAW_S = 0.2  # at most five redraws a second however fast the steps come
-DEBOUNCE_S = 0.4  # wait for the user to stop typing before estimating VRAM or reading the data
 
 
-class WorkbenchApp(App[int]):
+class WorkbenchApp(BackgroundWork, App[int]):
     TITLE = "humanlike-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
@@ -69,24 +73,19 @@ class WorkbenchApp(App[int]):
         self._mode_screens: dict[str, Screen] = {}
         for mode, (_, _, cls) in SCREENS.items():
             self.add_mode(mode, self._screen_factory(mode, cls))
+        self._init_background()
         self._stop_run = threading.Event()
         self._pause_run = threading.Event()
-        self._shutting_down = threading.Event()  # tells the GPU polling thread to end
         self._quit_after_run = False
         self._after_gpu_free: list[Callable[[], None]] = []  # what waits for a paused run to let go of the GPU
         self._redraw_timer: Timer | None = None
         self._bindings_status = ""
-        self._debounce_timer: Timer | None = None
-        self._preview_key: object = None
-        # The newest power reading of the training GPU. The engine's thread reads it (a float: an atomic
-        # read) to keep the run's energy in its metadata; only this thread writes it.
-        self._training_watts: float | None = None
 
     # ---- screens ----
 
     def _screen_factory(self, mode: str, cls: type[Screen]) -> Callable[[], Screen]:
         def make() -> Screen:
-            screen = cls(self.state)  # type: ignore[call-arg]
+            screen = cls(self.state, self.services) if cls in SERVICE_SCREENS else cls(self.state)  # type: ignore[call-arg]
             self._mode_screens[mode] = screen
             return screen
 
@@ -110,10 +109,7 @@ class WorkbenchApp(App[int]):
 
     def on_mount(self) -> None:
         self.switch_mode(self._initial_screen)
-        self._probe_hardware()
-        if self.services.gpu_interval is not None:
-            self._poll_gpus(self.services.gpu_interval)
-        self._schedule_estimates()
+        self._start_background()
         if self._startup_note:
             self.notify(self._startup_note, severity="warning", timeout=15)
 
@@ -211,12 +207,12 @@ class WorkbenchApp(App[int]):
                             "resuming with the current config", severity="warning", timeout=10)
         self._launch(cfg, resume=run.run_id)
 
-    def resume_run(self, run_id: str, config: dict[str, Any] | None = None) -> None:
-        """Resume a run picked elsewhere (the Adapters screen), as if picked in the RunPicker."""
+    def on_resume_run(self, message: ResumeRun) -> None:
+        """A run picked elsewhere (the Adapters screen), resumed as if picked in the RunPicker."""
         if self.state.tracker.active:
             self.notify("A run is training: stop or pause it first.", severity="warning")
             return
-        self._resume_chosen(RunChoice(run_id, run_id, config))
+        self._resume_chosen(RunChoice(message.run_id, message.run_id, message.config))
 
     def _launch(self, cfg: Config, resume: str | None) -> None:
         # Fresh events per run: a late Stop meant for the last run must not stop this one.
@@ -237,18 +233,18 @@ class WorkbenchApp(App[int]):
 
         if history_of is not None:
             try:
-                train, evals = self.services.run_history(history_of)
+                history = self.services.library.history(history_of)
             except Exception:  # only the chart's past is lost; the run itself resumes from its checkpoint
-                train, evals = [], []
-            self.post_message(RunHistory(history_of, train, evals))  # handled before the engine's first event
+                history = ([], [])
+            self.post_message(RunHistory(history_of, history))  # handled before the engine's first event
 
-        return self.services.run_training(cfg, emit, stop, resume=resume, pause=pause,
+        return self.services.training.run(cfg, emit, stop, resume=resume, pause=pause,
                                           power=lambda: self._training_watts)
 
     # ---- training: what comes back ----
 
     def on_run_history(self, message: RunHistory) -> None:
-        self.state.tracker.add_history(message.train, message.evals)
+        self.state.tracker.add_history(*message.history)
         self._run_changed()
 
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -268,7 +264,7 @@ class WorkbenchApp(App[int]):
         if worker.name != "training" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
                                                             WorkerState.CANCELLED):
             return
-        error = _error_text(worker.error) if event.state == WorkerState.ERROR else None
+        error = error_text(worker.error) if event.state == WorkerState.ERROR else None
         if error is not None and not isinstance(worker.error, HumanlikeError):
             for line in traceback.format_exception(worker.error)[-6:]:
                 self.state.tracker.add_log(self.now(), line.rstrip())
@@ -309,6 +305,9 @@ class WorkbenchApp(App[int]):
             return t.has_gpu
         hardware = self.state.hardware  # still loading: it will be on the GPU if there is one
         return bool(hardware is not None and hardware.gpu_names)
+
+    def on_gpu_wanted(self, message: GpuWanted) -> None:
+        self.confirm_gpu_share(message.what, message.proceed, message.cancelled)
 
     def confirm_gpu_share(self, what: str, proceed: Callable[[], None],
                           cancelled: Callable[[], None] | None = None) -> None:
@@ -361,131 +360,23 @@ class WorkbenchApp(App[int]):
 
     def on_unmount(self) -> None:
         # Threads cannot be killed: tell them to end, or the interpreter waits for them on exit.
-        self._shutting_down.set()
+        self._stop_background()
         self._stop_run.set()
-        for timer in (self._redraw_timer, self._debounce_timer):
-            if timer is not None:
-                timer.stop()
+        if self._redraw_timer is not None:
+            self._redraw_timer.stop()
 
-    # ---- hardware, VRAM plan, data preview ----
+    # ---- the Chat screen, asked for by another screen ----
 
-    @work(thread=True, group="hardware", exit_on_error=False, name="hardware-probe")
-    def _probe_hardware(self) -> None:
-        try:
-            report, error = self.services.probe_hardware(), ""
-        except Exception as exc:  # a broken probe must not stop the app: the rest works without it
-            report, error = None, f"hardware probe failed: {_error_text(exc)}"
-        self.post_message(HardwareReport(report, error))
+    async def on_open_in_chat(self, message: OpenInChat) -> None:
+        await self.switch_mode("chat")
+        chat = self.mode_screen("chat")
+        if isinstance(chat, ChatScreen):
+            chat.request_adapter(message.name)
 
-    def on_hardware_report(self, message: HardwareReport) -> None:
-        self.state.hardware, self.state.hardware_error = message.report, message.error
-        if message.report is None:
-            self.state.plan_note = "no VRAM estimate without a hardware report"
-        self._refresh_hardware()
-        self._start_estimates()  # the plan was waiting for the report
-
-    @work(thread=True, group="gpu", exit_on_error=False, name="gpu-poll")
-    def _poll_gpus(self, interval: float) -> None:
-        worker = get_current_worker()
-        while not worker.is_cancelled and not self._shutting_down.is_set():
-            try:
-                readings = self.services.sample_gpus()
-            except Exception:  # no driver, NVML gone: report no GPUs once and stop polling
-                self.post_message(GpuSamples([], self.services.clock()))
-                return
-            self.post_message(GpuSamples(readings, self.services.clock()))
-            self._shutting_down.wait(interval)
-
-    def on_gpu_samples(self, message: GpuSamples) -> None:
-        self.state.readings = message.readings
-        gpu = self.state.tracker.training_gpu(message.readings)
-        self._training_watts = gpu.power_w if gpu is not None else None
-        self.state.tracker.add_readings(message.readings, message.at - self._t0)
-        screen = self.shown("hardware")
-        if isinstance(screen, HardwareScreen):
-            screen.show_readings()
-        if self.state.tracker.active or self.shown("train"):
-            self._run_changed()
-
-    def on_config_changed(self, message: ConfigChanged) -> None:
-        self.state.config_problems = message.problems
-        if message.config is not None and message.config != self.state.config:
-            self.state.config = message.config
-            self._schedule_estimates()
-        self._refresh_hardware()
-
-    def _schedule_estimates(self) -> None:
-        if self._debounce_timer is not None:
-            self._debounce_timer.stop()
-        self._debounce_timer = self.set_timer(DEBOUNCE_S, self._start_estimates)
-
-    def _start_estimates(self) -> None:
-        self._debounce_timer = None
-        cfg = self.state.config
-        if self.state.hardware is not None:  # otherwise the report's arrival starts the plan
-            self._plan(cfg, self.state.hardware)
-        key = (cfg.data, cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code)
-        if key != self._preview_key:  # reading and tokenizing the data is slow: only when it can differ
-            self._preview_key = key
-            self.state.preview_note = ""
-            self._preview(cfg)
-
-    @work(thread=True, exclusive=True, group="plan", exit_on_error=False, name="vram-plan")
-    def _plan(self, cfg: Config, hardware: HardwareView) -> None:
-        try:
-            plan = self.services.plan_vram(cfg, hardware)
-        except (ImportError, AttributeError):
-            plan = PlanView("unknown", "VRAM estimate unavailable (the memory planner is not installed)")
-        except Exception as exc:
-            plan = PlanView("unknown", f"VRAM estimate unavailable: {_error_text(exc)}")
-        self.post_message(PlanReady(cfg, plan))
-
-    def on_plan_ready(self, message: PlanReady) -> None:
-        if message.config != self.state.config:  # an older config's answer arriving late
-            return
-        self.state.plan, self.state.plan_note = message.plan, ""
-        self._refresh_hardware()
-        screen = self.shown("config")
-        if isinstance(screen, ConfigScreen):
-            screen.refresh_view()
-
-    @work(thread=True, exclusive=True, group="preview", exit_on_error=False, name="data-preview")
-    def _preview(self, cfg: Config) -> None:
-        try:
-            self.post_message(PreviewReady(cfg, self.services.preview_data(cfg)))
-        except (ImportError, AttributeError):
-            self.post_message(PreviewReady(cfg, None, "data preview unavailable (the data engine is not installed)"))
-        except Exception as exc:
-            self.post_message(PreviewReady(cfg, None, f"cannot read the data: {_error_text(exc)}"))
-
-    def on_preview_ready(self, message: PreviewReady) -> None:
-        if message.config.data != self.state.config.data:
-            return
-        self.state.preview, self.state.preview_note = message.preview, message.error
-        screen = self.shown("config")
-        if isinstance(screen, ConfigScreen):
-            screen.refresh_view()
-
-    def _refresh_hardware(self) -> None:
-        screen = self.shown("hardware")
-        if isinstance(screen, HardwareScreen):
-            screen.refresh_view()
-
-    @work(thread=True, exclusive=True, group="runs", exit_on_error=False, name="list-runs")
-    def _list_runs(self) -> None:
-        try:
-            self.post_message(RunsListed(self.services.list_runs()))
-        except Exception as exc:
-            self.post_message(RunsListed([], _error_text(exc)))
-
-
-def _error_text(exc: BaseException | None) -> str:
-    """Our own errors already say what to do; anything else is a bug, shown with its type."""
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, HumanlikeError):
-        return str(exc)
-    return f"unexpected error: {type(exc).__name__}: {exc}"
+def production_services() -> Services:
+    """The real engine behind every protocol, imported on first use (always from a worker thread)."""
+    return Services(training=EngineTraining(), hardware=EngineHardware(), library=EngineLibrary(),
+                    generation=EngineGeneration(), scorecard=EngineScorecard())
 
 
 def make_app(services: Services | None = None, config: Config | None = None, config_path: Path | None = None,

@@ -1,4 +1,4 @@
-"""The Chat screen's session as data, and its Markdown transcript. Pure and stdlib only.
+"""The Chat screen's session as data, and its Markdown transcript. Pure: stdlib and core only.
 
 Transcripts never carry Hugging Face tokens: anything shaped like one (hf_..., api_org_...) and the
 value of any HF token variable in the environment is replaced before the text is written, because
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from humanlike_tui.formatting import date_text, file_stamp
 
 SIDE_TITLES = {"base": "Base model (adapter off)", "adapter": "Adapter"}
 TOKEN_PATTERN = re.compile(r"\b(?:hf|api_org)_[A-Za-z0-9]{20,}\b")
@@ -69,8 +70,7 @@ def _answer_heading(side: str, turn: ChatTurn, answer: SideAnswer) -> str:
 
 
 def transcript_markdown(turns: list[ChatTurn], saved_at: float, environ: dict[str, str] | None = None) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved_at))
-    out = ["# humanlike-tui chat transcript", "", f"- saved: {stamp}"]
+    out = ["# humanlike-tui chat transcript", "", f"- saved: {date_text(saved_at, with_time=True)}"]
     models = sorted({t.base_model for t in turns})
     if models:
         out.append(f"- base model: {', '.join(models)}")
@@ -86,4 +86,4 @@ def transcript_markdown(turns: list[ChatTurn], saved_at: float, environ: dict[st
 
 
 def default_transcript_path(folder: Path, saved_at: float) -> Path:
-    return folder / f"chat-{time.strftime('%Y%m%d-%H%M%S', time.localtime(saved_at))}.md"
+    return folder / f"chat-{file_stamp(saved_at)}.md"

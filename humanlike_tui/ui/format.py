@@ -1,34 +1,7 @@
-"""Small, pure text formatters shared by the screens (durations, bytes, rates)."""
+"""Small text formatters only the screens use (rates, learning rates, text bars). Sizes, times and
+errors are written by humanlike_tui.formatting, shared with the CLI."""
 
 from __future__ import annotations
-
-GIB = 1024**3
-
-
-def duration(seconds: float | None) -> str:
-    """12s, 3m05s, 1h02m; an em dash when unknown (before the first step, or no estimate yet)."""
-    if seconds is None or seconds < 0 or seconds != seconds:  # the last test catches NaN
-        return "—"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def clock_stamp(seconds: float) -> str:
-    """mm:ss (or h:mm:ss) since the app started: short, and stable in tests with a fixed clock."""
-    s = max(0, int(seconds))
-    if s >= 3600:
-        return f"{s // 3600}:{(s % 3600) // 60:02d}:{s % 60:02d}"
-    return f"{s // 60:02d}:{s % 60:02d}"
-
-
-def gib(n_bytes: float | None, digits: int = 1) -> str:
-    if n_bytes is None:
-        return "—"
-    return f"{n_bytes / GIB:.{digits}f}"
 
 
 def rate(tokens_per_s: float | None) -> str:

@@ -1,15 +1,17 @@
-"""Messages the app's thread workers post to the main thread. post_message is the only thing a
-worker thread touches: it is thread-safe and does not wait for a repaint."""
+"""Messages the app's thread workers post to the main thread, and the requests screens send up to the
+app. post_message is the only thing a worker thread touches: it is thread-safe and does not wait for
+a repaint. Dataclasses, as Textual allows (Message.__post_init__ sets a message up)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from textual.message import Message
 
 from humanlike_tui.config import Config
 from humanlike_tui.events import Event
-from humanlike_tui.ui.services import GpuReading, HardwareView, PlanView, RunChoice
+from humanlike_tui.protocols import DataPreview, GpuReading, HardwareView, LossHistory, PlanView, RunChoice
 
 
 class NewestOnly(Message):
@@ -20,67 +22,87 @@ class NewestOnly(Message):
         return isinstance(message, type(self))
 
 
+# ---- from the app's workers ----
+
+@dataclass
 class EngineEvent(Message):
     """One engine event. Never merged: every Step is a point on the loss curve."""
 
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
+    event: Event
 
 
+@dataclass
 class RunHistory(Message):
     """The loss history of an earlier run being resumed, read from its folder before training starts."""
 
-    def __init__(self, run_id: str, train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.train = train
-        self.evals = evals
+    run_id: str
+    history: LossHistory
 
 
+@dataclass
 class GpuSamples(NewestOnly):
     """The latest reading of every GPU. If the UI falls behind, only the newest matters for the
     bars; the chart loses a point, which at one a second nobody sees."""
 
-    def __init__(self, readings: list[GpuReading], at: float) -> None:
-        super().__init__()
-        self.readings = readings
-        self.at = at
+    readings: list[GpuReading]
+    at: float
 
 
+@dataclass
 class HardwareReport(Message):
-    def __init__(self, report: HardwareView | None, error: str = "") -> None:
-        super().__init__()
-        self.report = report
-        self.error = error
+    report: HardwareView | None
+    error: str = ""
 
 
+@dataclass
 class PlanReady(Message):
-    def __init__(self, config: Config, plan: PlanView) -> None:
-        super().__init__()
-        self.config = config
-        self.plan = plan
+    config: Config
+    plan: PlanView
 
 
+@dataclass
 class PreviewReady(Message):
-    def __init__(self, config: Config, preview: Any, error: str = "") -> None:
-        super().__init__()
-        self.config = config
-        self.preview = preview
-        self.error = error
+    config: Config
+    preview: DataPreview | None
+    error: str = ""
 
 
+@dataclass
 class RunsListed(Message):
-    def __init__(self, runs: list[RunChoice], error: str = "") -> None:
-        super().__init__()
-        self.runs = runs
-        self.error = error
+    runs: list[RunChoice]
+    error: str = ""
 
 
+# ---- from the screens, up to the app (they bubble: the app handles them) ----
+
+@dataclass
 class ConfigChanged(Message):
     """The Config screen holds a new valid config (or an invalid one: config None, with problems)."""
 
-    def __init__(self, config: Config | None, problems: list[str]) -> None:
-        super().__init__()
-        self.config = config
-        self.problems = problems
+    config: Config | None
+    problems: list[str]
+
+
+@dataclass
+class OpenInChat(Message):
+    """Show the Chat screen with this adapter (the Adapters screen's 'Open in Chat')."""
+
+    name: str
+
+
+@dataclass
+class ResumeRun(Message):
+    """Resume this run, picked elsewhere (the Adapters screen), as if picked in the run picker."""
+
+    run_id: str
+    config: dict[str, Any] | None = None
+
+
+@dataclass
+class GpuWanted(Message):
+    """A screen is about to load a model: `proceed` now if no run trains on the GPU, else once the
+    person has chosen (pause the run first, go ahead, or cancel: then `cancelled`)."""
+
+    what: str  # "Opening x for chat": the question's subject
+    proceed: Callable[[], None]
+    cancelled: Callable[[], None] | None = None

@@ -10,37 +10,14 @@ from dataclasses import dataclass, field
 
 from humanlike_tui import events as ev
 from humanlike_tui.config import Config
-from humanlike_tui.ui import format as fmt
+from humanlike_tui.energy import EnergyMeter
+from humanlike_tui.formatting import clock_stamp
+from humanlike_tui.protocols import GpuReading
 from humanlike_tui.ui.event_text import describe
-from humanlike_tui.ui.services import GpuReading
 
 ACTIVE = ("starting", "training", "stopping", "pausing")
 LOG_LINES = 2000
 VRAM_POINTS = 3600  # an hour at one reading a second; older points scroll off the chart
-
-
-class EnergyMeter:
-    """Integrates power readings (W) over time into Wh with the trapezoid rule. Paused between runs
-    and while a run is paused, so an idle GPU is not billed to the training; a gap longer than
-    MAX_GAP_S (the UI was busy, the sampler hung) is not bridged, since guessing would invent energy."""
-
-    MAX_GAP_S = 10.0
-
-    def __init__(self) -> None:
-        self.wh = 0.0
-        self._last: tuple[float, float] | None = None
-
-    def add(self, t: float, watts: float) -> None:
-        if self._last is not None and 0 < t - self._last[0] <= self.MAX_GAP_S:
-            t0, w0 = self._last
-            self.wh += (w0 + watts) / 2 * (t - t0) / 3600
-        self._last = (t, watts)
-
-    def pause(self) -> None:
-        self._last = None
-
-    def cost(self, price_per_kwh: float) -> float:
-        return self.wh / 1000 * price_per_kwh
 
 
 @dataclass(frozen=True)
@@ -83,6 +60,7 @@ class RunTracker:
     checkpoint: str = ""
     adapter_dir: str = ""
     failure: str = ""
+    # Paused between runs and while a run is paused, so an idle GPU is not billed to the training.
     energy: EnergyMeter = field(default_factory=EnergyMeter)
     gpu_index: int = 0
     has_gpu: bool = False
@@ -118,7 +96,7 @@ class RunTracker:
                 setattr(self, f.name, getattr(fresh, f.name))
 
     def add_log(self, now: float, text: str) -> None:
-        self.log.append(f"[{fmt.clock_stamp(now)}] {text}")
+        self.log.append(f"[{clock_stamp(now)}] {text}")
         self.log_total += 1
         self.version += 1
 

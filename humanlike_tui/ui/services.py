@@ -1,97 +1,28 @@
-"""What the workbench needs from the outside world, as plain callables, so tests and the docs
-screenshot swap in scripted stand-ins (fakes.py) and the real ones import the engine lazily.
+"""The workbench's service adapters over the real engine: training, hardware and the run library
+(generation and the scorecard are in chat_services.py). Each implements a protocol of
+humanlike_tui.protocols; app.production_services() wires them, and tests hand the app scripted
+doubles of the same protocols instead (tests/support/fakes.py).
 
-Every engine import here sits inside a function: importing this module (and so the app) must not
-load torch, or the first frame would wait seconds for it. The UI-side types below (GpuReading,
-PlanView, RunChoice) are what the screens draw; the adapters translate the engine's objects into them,
-so a renamed engine field breaks one function here, not a widget.
+Every engine import here sits inside a method: importing this module (and so the app) must not load
+torch, or the first frame would wait seconds for it. The functions at the bottom translate the
+engine's objects into the records the screens draw (protocols.GpuReading, PlanView, ...), so a
+renamed engine field breaks one function here, not a widget.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any
 
 from humanlike_tui.config import Config
-from humanlike_tui.events import Event
+from humanlike_tui.formatting import date_text, gib
+from humanlike_tui.protocols import (Emit, GpuReading, HardwareView, Log, LossHistory, PlanView, PowerReader,
+                                     RunChoice, RunOutcome)
+from humanlike_tui.records import AdapterInfo
 
 
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU at one moment (bytes, percent, degrees C, watts); None where the driver does not say."""
-
-    index: int
-    name: str
-    used_bytes: int
-    total_bytes: int
-    reserved_bytes: int | None = None  # torch's caching allocator in this process
-    util_pct: float | None = None
-    temp_c: float | None = None
-    power_w: float | None = None
-
-
-@dataclass(frozen=True)
-class HardwareView:
-    """The hardware report: a nested dict for the table, advice lines, GPU names by index, and the
-    engine's own report object (handed back to the VRAM planner, which reads it)."""
-
-    table: dict[str, Any]
-    advice: tuple[str, ...] = ()
-    gpu_names: dict[int, str] = field(default_factory=dict)
-    raw: Any = None
-
-
-@dataclass(frozen=True)
-class PlanView:
-    """The VRAM plan for a config as the screens show it."""
-
-    verdict: str  # fits | tight | does not fit | unknown
-    headline: str
-    lines: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunChoice:
-    """An earlier run that can be resumed."""
-
-    run_id: str
-    label: str
-    config: dict[str, Any] | None = None
-
-
-class TrainingRunner(Protocol):
-    """engine.train.run_training's shape. `power` returns the training GPU's watts (or None); the
-    engine integrates it into the run's metadata (energy_wh, energy_cost)."""
-
-    def __call__(self, cfg: Config | None, emit: Callable[[Event], None], stop: threading.Event | None = None, *,
-                 resume: str | None = None, pause: threading.Event | None = None,
-                 power: Callable[[], float | None] | None = None) -> Any: ...
-
-
-@dataclass
-class Services:
-    run_training: TrainingRunner
-    list_runs: Callable[[], list[RunChoice]]
-    probe_hardware: Callable[[], HardwareView]
-    sample_gpus: Callable[[], list[GpuReading]]
-    plan_vram: Callable[[Config, HardwareView], PlanView]
-    preview_data: Callable[[Config], Any]
-    # An earlier run's loss history (train, eval points), so its curve continues on resume.
-    run_history: Callable[[str], tuple[list[tuple[int, float]], list[tuple[int, float]]]] = lambda run_id: ([], [])
-    clock: Callable[[], float] = time.monotonic
-    gpu_interval: float | None = 1.0  # None: no polling worker (snapshot tests feed readings by hand)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def production_services() -> Services:
-    return Services(run_training=_run_training, list_runs=_list_runs, probe_hardware=_probe_hardware,
-                    sample_gpus=_LazySampler(), plan_vram=_plan_vram, preview_data=_preview_data,
-                    run_history=_run_history)
-
-
-# ---- the real engine, imported on first use (always from a worker thread) ----
+# ---- guards: the engine's first use, one thread at a time ----
 
 _WARM_LOCK = threading.Lock()
 _warmed = False
@@ -125,71 +56,111 @@ def prepare(cfg: Config | None) -> None:
     name = cfg.model.name.strip() if cfg is not None else ""
     if name.startswith("builtin:"):
         with _WARM_LOCK:
-            from humanlike_tui.engine import model
+            from humanlike_tui.engine import models
 
-            model.ensure_builtin(name)
-
-
-def _run_training(cfg, emit, stop=None, *, resume=None, pause=None, power=None):
-    prepare(cfg)
-    from humanlike_tui.engine.train import run_training
-
-    return run_training(cfg, emit, stop, resume=resume, pause=pause, power=power)
+            models.ensure_builtin(name)
 
 
-def _list_runs() -> list[RunChoice]:
-    """Runs that can go on: a checkpoint on disk, and neither finished nor training elsewhere."""
-    from humanlike_tui.engine import store
+# ---- the services ----
 
-    return [run_choice(r) for r in store.list_runs()
-            if r.status() not in ("finished", "running") and r.latest_checkpoint() is not None]
+class EngineTraining:
+    """protocols.TrainingService over engine.training.run.run_training."""
 
+    def run(self, cfg: Config | None, emit: Emit, stop: threading.Event | None = None, *,
+            resume: str | None = None, pause: threading.Event | None = None,
+            power: PowerReader | None = None) -> RunOutcome:
+        prepare(cfg)
+        from humanlike_tui.engine.training.run import run_training
 
-def _run_history(run_id: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    from humanlike_tui.engine import store
-
-    metrics = store.get_run(run_id).metrics()
-    train = [(int(m["step"]), float(m["loss"])) for m in metrics if m.get("kind") == "train" and "loss" in m]
-    evals = [(int(m["step"]), float(m["eval_loss"])) for m in metrics if m.get("kind") == "eval" and "eval_loss" in m]
-    return train, evals
+        return run_training(cfg, emit, stop, resume=resume, pause=pause, power=power)
 
 
-def _probe_hardware() -> HardwareView:
-    warm_imports()
-    from humanlike_tui.engine import hardware
-
-    return hardware_view(hardware.probe_hardware())
-
-
-class _LazySampler:
-    """Creates the engine's GPU sampler on the first call, in the polling thread (NVML init is slow)."""
+class EngineHardware:
+    """protocols.HardwareService: the probe, the GPU sampler (made on first use, in the polling
+    thread: NVML init is slow), the VRAM planner and the data preview."""
 
     def __init__(self) -> None:
         self._sampler: Any = None
 
-    def __call__(self) -> list[GpuReading]:
+    def probe(self) -> HardwareView:
+        warm_imports()
+        from humanlike_tui.engine import hardware
+
+        return hardware_view(hardware.probe_hardware())
+
+    def sample(self) -> list[GpuReading]:
         if self._sampler is None:
             from humanlike_tui.engine import hardware
 
             self._sampler = hardware.GpuSampler()
         return [gpu_reading(s, i) for i, s in enumerate(self._sampler.sample())]
 
+    def plan(self, cfg: Config, hardware: HardwareView) -> PlanView:
+        warm_imports()
+        from humanlike_tui.engine import planning
 
-def _plan_vram(cfg: Config, report: HardwareView) -> PlanView:
-    warm_imports()
-    from humanlike_tui.engine import memory
+        return plan_view(planning.plan_for_hardware(cfg, hardware.raw))
 
-    return plan_view(memory.plan_for_hardware(cfg, report.raw))
+    def preview(self, cfg: Config) -> Any:
+        prepare(cfg)
+        from humanlike_tui.engine import data
 
-
-def _preview_data(cfg: Config) -> Any:
-    prepare(cfg)
-    from humanlike_tui.engine import data
-
-    return data.preview(cfg, n_examples=3)
+        return data.preview(cfg, n_examples=3)
 
 
-# ---- adapters: engine objects -> the UI's types ----
+class EngineLibrary:
+    """protocols.LibraryService over the run store (engine.storage)."""
+
+    def adapters(self) -> list[AdapterInfo]:
+        from humanlike_tui.engine.storage import library
+
+        return library.list_adapters()
+
+    def details(self, name: str) -> dict[str, Any]:
+        from humanlike_tui.engine.storage import library
+
+        return library.run_details(name)
+
+    def rename(self, old: str, new: str) -> None:
+        from humanlike_tui.engine.storage import runs
+
+        runs.rename_run(old, new)
+
+    def delete(self, name: str) -> None:
+        from humanlike_tui.engine.storage import runs
+
+        runs.delete_run(name)
+
+    def export(self, name: str, folder: Path, dtype: str, log: Log) -> Path:
+        warm_imports()
+        from humanlike_tui.engine.storage import export, runs
+
+        prepare(runs.get_run(name).config())
+        return export.export_merged(name, folder, dtype=dtype, log=log)
+
+    def check_name(self, name: str) -> str:
+        from humanlike_tui.engine.storage import runs
+
+        return runs.check_name(name)
+
+    def resumable(self) -> list[RunChoice]:
+        """Runs that can go on: a checkpoint on disk, and neither finished nor training elsewhere."""
+        from humanlike_tui.engine.storage import runs
+
+        return [run_choice(r) for r in runs.list_runs()
+                if r.status() not in ("finished", "running") and r.latest_checkpoint() is not None]
+
+    def history(self, run_id: str) -> LossHistory:
+        from humanlike_tui.engine.storage import runs
+
+        metrics = runs.get_run(run_id).metrics()
+        train = [(int(m["step"]), float(m["loss"])) for m in metrics if m.get("kind") == "train" and "loss" in m]
+        evals = [(int(m["step"]), float(m["eval_loss"])) for m in metrics
+                 if m.get("kind") == "eval" and "eval_loss" in m]
+        return train, evals
+
+
+# ---- engine objects -> the UI's records ----
 
 def _pick(obj: Any, names: tuple[str, ...], default: Any = None) -> Any:
     """The first of `names` the object has and is not None (fields the driver could not read are None)."""
@@ -222,30 +193,26 @@ def hardware_view(report: Any) -> HardwareView:
     return HardwareView(table, advice, names, report)
 
 
-def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1024**3:.2f} GiB"
-
-
 def plan_view(plan: Any) -> PlanView:
-    """engine.memory.MemoryPlan -> PlanView: verdict, need vs have, the items, and what to change."""
+    """engine.planning.advice.MemoryPlan -> PlanView: verdict, need vs have, the items, and what to change."""
     where = f" ({plan.available_source})" if plan.available_source else ""
     if plan.available_bytes is None:
-        headline = f"needs about {_gib(plan.peak_bytes)}; free memory unknown{where}"
+        headline = f"needs about {gib(plan.peak_bytes)}; free memory unknown{where}"
     else:
-        headline = f"needs about {_gib(plan.peak_bytes)} of {_gib(plan.available_bytes)} free{where}"
-    lines = [f"{item.label}: {_gib(item.bytes)}" for item in plan.items if item.bytes >= 5 * 1024**2]
-    lines += [f"try: {s.text} (peak {_gib(s.peak_bytes)})" for s in plan.suggestions[:3]]
+        headline = f"needs about {gib(plan.peak_bytes)} of {gib(plan.available_bytes)} free{where}"
+    lines = [f"{item.label}: {gib(item.bytes)}" for item in plan.items if item.bytes >= 5 * 1024**2]
+    lines += [f"try: {s.text} (peak {gib(s.peak_bytes)})" for s in plan.suggestions[:3]]
     return PlanView(plan.verdict, headline, tuple(lines))
 
 
 def run_choice(run: Any) -> RunChoice:
-    """engine.store.Run -> RunChoice, with its saved config (resume continues under it)."""
+    """engine.storage.runs.Run -> RunChoice, with its saved config (resume continues under it)."""
     meta = run.meta()
     status = run.status()
     steps, total = meta.get("steps"), meta.get("max_steps")
     progress = f"step {steps}/{total}" if steps is not None and total else ""
     created = meta.get("created")
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if isinstance(created, (int, float)) else ""
+    when = date_text(created, with_time=True, unknown="") if isinstance(created, (int, float)) else ""
     label = " · ".join(x for x in (run.run_id, status, progress, when) if x)
     try:
         config = run.config().to_dict()

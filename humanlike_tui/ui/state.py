@@ -1,16 +1,29 @@
 """Everything the screens draw, in one place on the main thread. The app's message handlers write
 it; screens read it when they are shown and when the app tells them something changed. Screens
-never reach into the app, and no widget reads global settings."""
+never reach into the app or into each other, and no widget reads global settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from humanlike_tui.config import Config
+from humanlike_tui.protocols import DataPreview, Generator, GpuReading, HardwareView, PlanView
 from humanlike_tui.ui.run_state import RunTracker
-from humanlike_tui.ui.services import GpuReading, HardwareView, PlanView
+
+
+@dataclass
+class ChatModel:
+    """The one chat model in memory: which adapter it holds and its generator. The Chat screen sets it
+    when a load ends and clears it before closing the model; the scorecard borrows the generator when
+    it holds the adapter to score, instead of loading a second base."""
+
+    name: str | None = None
+    generator: Generator | None = None
+
+    def holding(self, name: str) -> Generator | None:
+        """The generator if it holds adapter `name`, else None."""
+        return self.generator if self.generator is not None and self.name == name else None
 
 
 @dataclass
@@ -23,6 +36,7 @@ class WorkbenchState:
     readings: list[GpuReading] | None = None  # None until the first reading
     plan: PlanView | None = None
     plan_note: str = ""
-    preview: Any = None
+    preview: DataPreview | None = None
     preview_note: str = ""
     tracker: RunTracker = field(default_factory=RunTracker)
+    chat: ChatModel = field(default_factory=ChatModel)

@@ -8,12 +8,13 @@ import time
 import pytest
 from textual.widgets import DataTable, Input, Static
 
-from humanlike_tui.ui.chat_fakes import FakeLibrary, fake_chat_services
-from humanlike_tui.ui.fakes import FakeEngine
+from humanlike_tui.records import FIGURES
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
+from support.chat_fakes import FakeGeneration, FakeLibrary, FakeScorecard
+from support.fakes import FakeEngine
 from ui_helpers import SIZE, build, no_blink, wait_until
 
 
@@ -27,11 +28,12 @@ def utc(monkeypatch):
     time.tzset()
 
 
-def library_app(library: FakeLibrary | None = None, engine: FakeEngine | None = None):
-    app = build(engine, initial_screen="adapters")
-    services = fake_chat_services(library or FakeLibrary())
-    app.services.extra["chat"] = services
-    return app, services
+def library_app(library: FakeLibrary | None = None, engine: FakeEngine | None = None,
+                scorecard: FakeScorecard | None = None):
+    library = library or FakeLibrary()
+    app = build(engine, initial_screen="adapters", library=library, generation=FakeGeneration(library),
+                scorecard=scorecard)
+    return app, app.services
 
 
 async def listed(pilot) -> AdaptersScreen:
@@ -85,21 +87,26 @@ async def test_rename_checks_the_name_then_renames():
         await highlight(pilot, screen, "warm-sft-v1")
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the rename dialog")
-        box = app.screen.query_one(Input)
+        dialog = app.screen
+        box = dialog.query_one(Input)
         assert box.value == "warm-sft-v1"
+
+        def problem() -> str:
+            return str(dialog.query_one(".dialog-problem").render())
+
         box.value = "../evil"
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert "not a valid run name" in str(app.screen.query_one(".dialog-problem").render())
+        await wait_until(pilot, lambda: "not a valid run name" in problem(), what="the bad name refused")
         box.value = "warm-sft-v2"
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert "already exists" in str(app.screen.query_one(".dialog-problem").render())
+        await wait_until(pilot, lambda: "already exists" in problem(), what="the taken name refused")
+        assert app.screen is dialog and services.library.names()[2] == "warm-sft-v1"  # nothing renamed yet
         box.value = "warm-final"
         await pilot.press("enter")
         await wait_until(pilot, lambda: "warm-final" in [i.name for i in screen.infos], what="the rename")
         assert "warm-sft-v1" not in [i.name for i in screen.infos]
-        assert screen.selected.name == "warm-final" or screen.working == ""
+        await wait_until(pilot, lambda: not screen.working, what="the screen to settle")
+        assert screen.selected.name == "warm-final"  # the renamed run stays highlighted
 
 
 async def test_delete_asks_first():
@@ -110,13 +117,13 @@ async def test_delete_asks_first():
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
         await pilot.press("n")
-        await pilot.pause(0.05)
-        assert "crashed-run" in [i.name for i in screen.infos]
+        await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+        assert "crashed-run" in [i.name for i in screen.infos] and not screen.working
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
         await pilot.press("y")
         await wait_until(pilot, lambda: "crashed-run" not in [i.name for i in screen.infos], what="the delete")
-        assert len(screen.infos) == 3 and services.list_adapters() == screen.infos
+        assert len(screen.infos) == 3 and services.library.adapters() == screen.infos
 
 
 async def test_export_writes_where_asked_and_errors_are_shown(tmp_path):
@@ -153,7 +160,7 @@ async def test_open_in_chat_loads_the_adapter():
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the Chat screen")
         chat = app.screen
         await wait_until(pilot, lambda: chat.loaded_name == "warm-sft-v1", what="the adapter")
-        assert [g.name for g in services.opened] == ["warm-sft-v1"]
+        assert [g.name for g in services.generation.opened] == ["warm-sft-v1"]
 
 
 async def test_resume_an_incomplete_run():
@@ -187,44 +194,32 @@ def test_adapters_screen_snapshot(snap_compare):
 
 
 async def test_scorecard_shows_base_and_adapter_figures():
-    app, services = library_app()
     card = {"run_id": "warm-sft-v2", "rows": 50,
             "base": {"preference_accuracy": 0.42, "preference_margin": -0.125, "eval_loss": 2.5,
                      "ai_disclaimer_rate": 0.3, "contractions_per_100_words": 1.5, "mean_words": 80.0},
             "adapter": {"preference_accuracy": 0.875, "preference_margin": 0.25, "eval_loss": 1.75,
                         "ai_disclaimer_rate": 0.0, "contractions_per_100_words": 4.25, "mean_words": 40.0},
             "reference": {"chosen": None, "rejected": None}}
-    scored = []
-
-    def fake_scorecard(name, log):
-        log("scorecard: base likelihood 1/2")
-        scored.append(name)
-        return card
-
-    services.scorecard = fake_scorecard
+    app, services = library_app(scorecard=FakeScorecard(card))
+    scored = services.scorecard.calls
     async with app.run_test(size=SIZE) as pilot:
         screen = await listed(pilot)
         await highlight(pilot, screen, "cozy-dpo")
         assert screen.check_action("scorecard", ()) is None  # unfinished: nothing to score
         await highlight(pilot, screen, "warm-sft-v2")
         await pilot.press("s")
-        await wait_until(pilot, lambda: scored and not screen.working, what="the scorecard")
-        await pilot.pause(0.05)
-        assert scored == ["warm-sft-v2"]
+        await wait_until(pilot, lambda: "42.0% → 87.5%" in str(screen.query_one("#details", Static).render()),
+                         what="the scorecard in the details")
+        assert scored == [("warm-sft-v2", None)] and not screen.working
         details = str(screen.query_one("#details", Static).render())
-        assert "preference accuracy 42.0% → 87.5%" in details
+        label = {key: label for key, label, _ in FIGURES}
+        assert f"{label['preference_accuracy']} 42.0% → 87.5%" in details
         assert "AI disclaimers 30.0% → 0.0%" in details and "LoRA r 16" in details
 
 
 async def test_scorecard_borrows_the_model_the_chat_has_loaded():
-    app, services = library_app()
-    calls = []
-
-    def fake_scorecard(name, log, loaded=None):
-        calls.append((name, loaded))
-        return {"run_id": name, "rows": 1, "base": {}, "adapter": {}}
-
-    services.scorecard = fake_scorecard
+    app, services = library_app(scorecard=FakeScorecard({"rows": 1, "base": {}, "adapter": {}}))
+    calls = services.scorecard.calls
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
         chat = app.screen

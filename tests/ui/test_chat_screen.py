@@ -7,20 +7,50 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from textual.widgets import Input, Select
 
-from humanlike_tui.engine.generate import GenSettings, Turn
 from humanlike_tui.errors import ModelError
-from humanlike_tui.ui.chat_fakes import SCRIPTS, FakeGenerator, FakeLibrary, fake_chat_services
+from humanlike_tui.records import GenSettings, Turn
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
+from humanlike_tui.ui.widgets.chat_pane import ChatPane
+from support.chat_fakes import SCRIPTS, FakeGeneration, FakeGenerator, FakeLibrary
 from ui_helpers import SIZE, build, no_blink, wait_until
 
 
-def chat_app(services=None, initial_screen: str = "chat"):
-    app = build(initial_screen=initial_screen)
-    app.services.extra["chat"] = services or fake_chat_services()
-    return app
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    """Transcript names and stamps are in local time: pin the zone so they read the same everywhere."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def chat_app(generation: FakeGeneration | None = None, library: FakeLibrary | None = None, **services_kw):
+    library = library or (generation.library if generation else FakeLibrary())
+    generation = generation or FakeGeneration(library)
+    return build(initial_screen="chat", library=library, generation=generation, **services_kw)
+
+
+def one(generator: FakeGenerator) -> FakeGeneration:
+    """Generation that opens every adapter to `generator` (a test holds or fails it)."""
+    return FakeGeneration(make=lambda name: generator)
+
+
+def drawn_pieces(monkeypatch) -> dict[str, list[str]]:
+    """What each pane is handed to draw, call by call (the streamed text arrives in batches)."""
+    calls: dict[str, list[str]] = {}
+    append = ChatPane.append
+
+    def spy(pane: ChatPane, text: str) -> None:
+        calls.setdefault(pane.id.removeprefix("pane-"), []).append(text)
+        append(pane, text)
+
+    monkeypatch.setattr(ChatPane, "append", spy)
+    return calls
 
 
 async def open_adapter(pilot, name: str = "warm-sft-v2") -> ChatScreen:
@@ -57,9 +87,10 @@ def test_transcript_markdown_quotes_answers_and_redacts_tokens():
     assert redact_secrets("half_done", {}) == "half_done"  # ordinary words stay
 
 
-async def test_both_answers_stream_side_by_side():
-    services = fake_chat_services()
-    app = chat_app(services)
+async def test_both_answers_stream_side_by_side(monkeypatch):
+    generation = FakeGeneration()
+    app = chat_app(generation)
+    drawn = drawn_pieces(monkeypatch)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         assert [o for o in screen.adapters if not o.can_chat] == []  # incomplete runs are not offered
@@ -68,8 +99,9 @@ async def test_both_answers_stream_side_by_side():
         for side in ("base", "adapter"):
             assert screen.pane(side).text == full(side)
             assert screen.turns[0].answers[side].finish == "end"
-        assert 2 <= screen.flushes <= len(SCRIPTS["base"]) + len(SCRIPTS["adapter"])  # batched, nothing lost
-        [generator] = services.opened
+        for side in ("base", "adapter"):  # drawn in batches (at most one a piece), nothing lost
+            assert 1 <= len(drawn[side]) <= len(SCRIPTS[side]) and "".join(drawn[side]) == "".join(SCRIPTS[side])
+        [generator] = generation.opened
         prompt, history, settings = generator.calls[0]
         assert (prompt, history) == ("How was your weekend?", [])
         assert settings == GenSettings(48, 0.7, 0.9, 1.1, 0)  # the demo config's [generate]
@@ -82,7 +114,7 @@ async def test_both_answers_stream_side_by_side():
 
 async def test_stop_in_the_middle_keeps_what_was_written():
     gen = FakeGenerator("warm-sft-v2", hold_after=3)
-    app = chat_app(fake_chat_services(generator=lambda name: gen))
+    app = chat_app(one(gen))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         await ask(pilot, screen, "Tell me about your day", wait=False)
@@ -100,7 +132,7 @@ async def test_stop_in_the_middle_keeps_what_was_written():
 
 async def test_generation_error_is_clear_and_the_screen_stays_usable():
     gens = iter([FakeGenerator("warm-sft-v2", fail_side="adapter")])
-    app = chat_app(fake_chat_services(generator=lambda name: next(gens)))
+    app = chat_app(FakeGeneration(make=lambda name: next(gens)))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         await ask(pilot, screen, "Hi")
@@ -116,15 +148,15 @@ async def test_generation_error_is_clear_and_the_screen_stays_usable():
 
 
 async def test_history_and_settings_reach_the_engine():
-    services = fake_chat_services()
-    app = chat_app(services)
+    generation = FakeGeneration()
+    app = chat_app(generation)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         await ask(pilot, screen, "First")
         screen.query_one("#gen-temperature", Input).value = "0"
         screen.query_one("#gen-max_new_tokens", Input).value = "5"
         await ask(pilot, screen, "Second")
-        _, history, settings = services.opened[0].calls[1]
+        _, history, settings = generation.opened[0].calls[1]
         assert history == [Turn("First", full("base"), full("adapter"))]  # each side's own earlier answer
         assert (settings.temperature, settings.max_new_tokens) == (0.0, 5)
         assert screen.turns[1].answers["base"].finish == "length"
@@ -133,19 +165,19 @@ async def test_history_and_settings_reach_the_engine():
         assert "must be <= 1" in str(screen.query_one("#gen-top_p-note").render())
         await ask(pilot, screen, "Third", wait=False)
         await pilot.pause(0.05)
-        assert len(services.opened[0].calls) == 2 and not screen.busy  # refused: the form has a problem
+        assert len(generation.opened[0].calls) == 2 and not screen.busy  # refused: the form has a problem
         await pilot.press("ctrl+n")
         assert screen.turns == [] and screen.pane("base").text == ""
 
 
 async def test_switching_adapters_frees_the_previous_one():
-    services = fake_chat_services()
-    app = chat_app(services)
+    generation = FakeGeneration()
+    app = chat_app(generation)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot, "warm-sft-v2")
         await ask(pilot, screen, "Hi")
         await open_adapter(pilot, "warm-sft-v1")
-        first, second = services.opened
+        first, second = generation.opened
         assert first.closed and not second.closed  # one base model in memory at a time
         await ask(pilot, screen, "Hi")
         assert second.calls[0][1] == []  # history starts again with the new adapter
@@ -153,14 +185,14 @@ async def test_switching_adapters_frees_the_previous_one():
 
 
 async def test_open_error_and_no_adapters():
-    app = chat_app(fake_chat_services(open_error=ModelError("/runs/x/adapter: incomplete adapter, missing "
-                                                            "adapter_model.safetensors; resume or retrain the run")))
+    app = chat_app(FakeGeneration(error=ModelError("/runs/x/adapter: incomplete adapter, missing "
+                                                   "adapter_model.safetensors; resume or retrain the run")))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         assert "could not open warm-sft-v2: /runs/x/adapter: incomplete adapter" in screen.status_text()
         await ask(pilot, screen, "Hi", wait=False)
         assert screen.turns == []
-    empty = chat_app(fake_chat_services(FakeLibrary(infos=[])))
+    empty = chat_app(library=FakeLibrary(infos=[]))
     async with empty.run_test(size=SIZE) as pilot:
         screen = empty.screen
         await wait_until(pilot, lambda: screen.adapters == [], what="the empty list")
@@ -169,15 +201,14 @@ async def test_open_error_and_no_adapters():
 
 async def test_save_transcript_as_markdown_without_tokens(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_SecretValueThatIsLongEnough1234")
-    app = chat_app(fake_chat_services(transcripts=tmp_path / "transcripts"))
+    app = chat_app(transcripts_dir=lambda: tmp_path / "transcripts")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         await ask(pilot, screen, "my token is hf_SecretValueThatIsLongEnough1234 and hf_abcdefghijklmnopqrstuvwxyz12")
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the save dialog")
         path_box = app.screen.query_one(Input)
-        assert path_box.value == str(tmp_path / "transcripts" / "chat-20260101-120000.md") or \
-            path_box.value.startswith(str(tmp_path / "transcripts" / "chat-2026"))
+        assert path_box.value == str(tmp_path / "transcripts" / "chat-20260101-120000.md")  # the fixed clock, UTC
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the dialog to close")
         [saved] = (tmp_path / "transcripts").iterdir()
@@ -189,24 +220,23 @@ async def test_save_transcript_as_markdown_without_tokens(tmp_path, monkeypatch)
         await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the save dialog")
         app.screen.query_one(Input).value = str(saved)
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert isinstance(app.screen, TextPromptDialog)
-        assert "exists" in str(app.screen.query_one(".dialog-problem").render())
+        dialog = app.screen
+        assert isinstance(dialog, TextPromptDialog)
+        await wait_until(pilot, lambda: "exists" in str(dialog.query_one(".dialog-problem").render()),
+                         what="the refusal")
+        assert app.screen is dialog  # still open: nothing was written
 
 
 async def test_quitting_mid_answer_does_not_hang():
     gen = FakeGenerator("warm-sft-v2", hold_after=2)
-    app = chat_app(fake_chat_services(generator=lambda name: gen))
+    app = chat_app(one(gen))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_adapter(pilot)
         await ask(pilot, screen, "Hello", wait=False)
         await wait_until(pilot, gen.holding.is_set, what="the hold")
         await pilot.press("ctrl+q")
     assert screen.stop_event.is_set()  # set on unmount: the generation thread ends at its next token
-    deadline = time.monotonic() + 5
-    while gen.holding.is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not gen.holding.is_set()
+    assert gen.let_go.wait(5), "the generation thread still holds after quitting"
 
 
 def test_chat_screen_snapshot(snap_compare):
@@ -223,13 +253,19 @@ def test_chat_screen_snapshot(snap_compare):
 
 # --- end to end: the real engine ------------------------------------------------------------------------
 
-async def test_end_to_end_trained_adapter_opened_from_the_library_answers_twice(home):
-    from humanlike_tui.engine.generate import memory_report
+async def test_end_to_end_trained_adapter_opened_from_the_library_answers_twice(home, monkeypatch):
+    from support.memory_probe import memory_report
     from humanlike_tui.ui.screens.adapters import AdaptersScreen
     from tiny_run import RUN_NAME, install_run
 
+    from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
+    from humanlike_tui.ui.services import EngineLibrary
+
     install_run(home)
-    app = build(initial_screen="adapters")  # production chat services: the real store and engine
+    drawn = drawn_pieces(monkeypatch)
+    # The real store and engine behind the library, generation and scorecard; the hardware scripted.
+    app = build(initial_screen="adapters", library=EngineLibrary(), generation=EngineGeneration(),
+                scorecard=EngineScorecard())
     async with app.run_test(size=SIZE) as pilot:
         library = app.screen
         assert isinstance(library, AdaptersScreen)
@@ -251,7 +287,7 @@ async def test_end_to_end_trained_adapter_opened_from_the_library_answers_twice(
             answer = turn.answers[side]
             assert answer.finish in ("end", "length") and 1 <= answer.tokens <= 6
             assert chat.pane(side).text == answer.text
-        assert chat.flushes >= 2  # streamed: drawn in pieces, at least one per side
+        assert drawn.get("base") and drawn.get("adapter")  # streamed: drawn as it came, on each side
         report = memory_report()
         assert report["base_models"] == 1, report["models"]  # base and adapter share ONE base model
         assert report["bytes"] == chat.generator.memory()["bytes"]

@@ -9,9 +9,9 @@ from textual.widgets import Input, Select, Static, Switch
 
 from humanlike_tui import config as cfgmod
 from humanlike_tui import paths
-from humanlike_tui.ui.fakes import fake_preview
 from humanlike_tui.ui.widgets.config_form import GROUPS, ConfigForm, parse_text
 from humanlike_tui.ui.widgets.data_look import DataLook
+from support.fakes import fake_preview
 from ui_helpers import SIZE, build, flush, settle, wait_until
 
 
@@ -33,7 +33,8 @@ async def test_every_field_has_an_editor_in_its_group():
         form = app.screen.query_one(ConfigForm)
         assert {f.spec.path.split(".")[0] for f in form.fields} == {"model", "quant"}  # other tabs: on opening
         for _, _, sections in GROUPS:
-            await form.reveal(f"{sections[0]}.{next(s.path for s in cfgmod.field_specs() if s.path.startswith(sections[0])).split('.')[1]}")
+            first = next(s.path for s in cfgmod.field_specs() if s.path.startswith(sections[0]))
+            await form.reveal(f"{sections[0]}.{first.split('.')[1]}")
         paths_in_form = [f.spec.path for f in form.fields]
         assert sorted(paths_in_form) == sorted(s.path for s in cfgmod.field_specs())
         assert isinstance(form.field("quant.mode").editor, Select)

@@ -9,9 +9,8 @@ from pathlib import Path
 from textual.widgets import ProgressBar
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.ui.app import make_app
+from humanlike_tui.ui.app import make_app, production_services
 from humanlike_tui.ui.screens.train import TrainScreen
-from humanlike_tui.ui.services import production_services
 from humanlike_tui.ui.widgets.charts import LossChart
 from ui_helpers import SIZE, SHOWN_CONFIG_PATH, wait_until
 
@@ -38,7 +37,7 @@ async def test_train_the_tiny_model_from_the_ui_and_stop_with_a_checkpoint():
         await wait_until(pilot, lambda: tracker.status == "stopped", timeout=60, what="the stop checkpoint")
     checkpoint = Path(tracker.checkpoint)
     assert checkpoint.is_dir() and checkpoint.parent.name == "checkpoints"
-    from humanlike_tui.engine import store
+    from humanlike_tui.engine.storage import runs as store
 
     run = store.get_run(tracker.run_id)
     assert run.status() == "stopped" and run.latest_checkpoint()[1] == checkpoint

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from textual.widgets import Select
 
-from humanlike_tui.ui.chat_fakes import fake_chat_services
-from humanlike_tui.ui.fakes import FakeClock, FakeEngine
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.dialogs import GpuShareDialog
+from support.chat_fakes import FakeGeneration, FakeLibrary, FakeScorecard
+from support.fakes import FakeClock, FakeEngine
 from ui_helpers import SIZE, build, run_to_hold, wait_until
 
 ADAPTER = "warm-sft-v2"
@@ -16,10 +16,11 @@ ADAPTER = "warm-sft-v2"
 
 def app_with_run(device: str = "NVIDIA GeForce RTX 4060 Laptop GPU (bf16)"):
     engine, clock = FakeEngine(total_steps=20, hold_at=5, device=device), FakeClock()
-    app = build(engine, clock)
-    chat = fake_chat_services()
-    app.services.extra["chat"] = chat
-    return app, engine, clock, chat
+    library = FakeLibrary()
+    generation = FakeGeneration(library)
+    app = build(engine, clock, library=library, generation=generation,
+                scorecard=FakeScorecard({"rows": 1, "base": {}, "adapter": {}}))
+    return app, engine, clock, generation
 
 
 async def choose_adapter(pilot) -> ChatScreen:
@@ -98,8 +99,7 @@ async def test_the_scorecard_asks_too_and_runs_after_the_pause():
     from humanlike_tui.ui.screens.adapters import AdaptersScreen
 
     app, engine, clock, chat = app_with_run()
-    scored = []
-    chat.scorecard = lambda name, log: scored.append(name) or {"run_id": name, "rows": 1, "base": {}, "adapter": {}}
+    scored = app.services.scorecard.calls
     async with app.run_test(size=SIZE) as pilot:
         await run_to_hold(pilot, engine, clock)
         await pilot.press("f5")
@@ -112,5 +112,5 @@ async def test_the_scorecard_asks_too_and_runs_after_the_pause():
         await wait_until(pilot, lambda: isinstance(app.screen, GpuShareDialog), what="the question")
         assert scored == []  # nothing loads before the answer
         await answer(pilot, "p")
-        await wait_until(pilot, lambda: scored == [ADAPTER] and not screen.working, what="the scorecard")
+        await wait_until(pilot, lambda: scored == [(ADAPTER, None)] and not screen.working, what="the scorecard")
         assert app.state.tracker.status == "paused"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from humanlike_tui.ui.fakes import FakeClock
+from humanlike_tui.protocols import PlanView
 from humanlike_tui.ui.messages import GpuSamples
 from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
-from humanlike_tui.ui.services import PlanView
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from support.fakes import FakeClock
 from ui_helpers import SIZE, build, feed_readings, settle, wait_until
 
 
@@ -45,7 +45,7 @@ async def test_no_gpu_and_broken_probe_are_explained():
         raise RuntimeError("NVML exploded")
 
     app = build(readings=[])
-    app.services.probe_hardware = broken_probe
+    app.services.hardware.probe = broken_probe
     async with app.run_test(size=SIZE) as pilot:
         await feed_readings(pilot, FakeClock(), 1, readings=[])
         await wait_until(pilot, lambda: bool(app.state.hardware_error), what="the probe's failure")
@@ -66,7 +66,7 @@ async def test_plan_follows_the_config_and_shows_planner_errors():
         return PlanView("tight", f"r={cfg.lora.r}")
 
     app = build(initial_screen="config")
-    app.services.plan_vram = planner
+    app.services.hardware.plan = planner
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert app.state.plan.headline == "r=16"

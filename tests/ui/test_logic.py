@@ -6,11 +6,15 @@ from __future__ import annotations
 import pytest
 
 from humanlike_tui import events as ev
+from humanlike_tui import formatting
 from humanlike_tui.config import load_preset
+from humanlike_tui.energy import EnergyMeter
+from humanlike_tui.errors import StoreError
+from humanlike_tui.protocols import GpuReading
 from humanlike_tui.ui import format as fmt
 from humanlike_tui.ui.event_text import describe
-from humanlike_tui.ui.run_state import EnergyMeter, RunTracker
-from humanlike_tui.ui.services import GpuReading, gpu_reading, hardware_view, plan_view, run_choice
+from humanlike_tui.ui.run_state import RunTracker
+from humanlike_tui.ui.services import EngineLibrary, gpu_reading, hardware_view, plan_view, run_choice
 
 CFG = load_preset("demo")
 
@@ -100,8 +104,15 @@ def test_event_lines():
 
 
 def test_formatting():
-    assert [fmt.duration(x) for x in (None, 5, 65, 3725, float("nan"))] == ["—", "5s", "1m05s", "1h02m", "—"]
-    assert fmt.clock_stamp(61) == "01:01" and fmt.clock_stamp(3661) == "1:01:01"
+    assert [formatting.duration(x) for x in (None, 5, 65, 3725, float("nan"))] == ["—", "5s", "1m05s", "1h02m", "—"]
+    assert formatting.clock_stamp(61) == "01:01" and formatting.clock_stamp(3661) == "1:01:01"
+    sizes = (None, 512, 58 * 1024**2, 3 * 1024**3 // 2)
+    assert [formatting.size_text(n) for n in sizes] == ["—", "512 B", "58.0 MB", "1.5 GB"]
+    assert formatting.size_text(1_794_000_000, "MB") == "1,710.9 MB"
+    assert formatting.gib(int(5.6 * 1024**3)) == "5.60 GiB" and formatting.gib(8 * 1024**3, 1, unit=False) == "8.0"
+    assert formatting.gib(None) == "—"
+    assert formatting.error_text(StoreError("no run named 'x'")) == "no run named 'x'"
+    assert formatting.error_text(KeyError("x")) == "unexpected error: KeyError: 'x'"
     assert fmt.bar(0.5, 4) == "██  " and fmt.bar(1.5, 3) == "███" and len(fmt.bar(0.33, 10)) == 10
     assert fmt.rate(12345) == "12k" and fmt.rate(1500) == "1.5k" and fmt.rate(0) == "—"
 
@@ -122,7 +133,7 @@ def test_adapters_read_the_real_hardware_types():
 
 
 def test_adapters_read_the_real_memory_plan():
-    from humanlike_tui.engine import memory
+    from humanlike_tui.engine import planning as memory
 
     # Hand-made shapes: reading the builtin model's config would import transformers (seconds).
     linears = tuple(memory.LinearShape(n, 64, 64, True, 2) for n in ("q_proj", "k_proj", "v_proj", "dense"))
@@ -135,7 +146,7 @@ def test_adapters_read_the_real_memory_plan():
 
 
 def test_adapters_read_the_real_store():
-    from humanlike_tui.engine import store
+    from humanlike_tui.engine.storage import runs as store
 
     run = store.create_run(CFG)
     choice = run_choice(store.list_runs()[0])
@@ -144,8 +155,8 @@ def test_adapters_read_the_real_store():
 
 
 def test_resumable_runs_and_their_history_from_the_real_store():
-    from humanlike_tui.engine import store
-    from humanlike_tui.ui.services import _list_runs, _run_history
+    from humanlike_tui.engine.storage import runs as store
+    library = EngineLibrary()
 
     finished, stopped, bare = store.create_run(CFG), store.create_run(CFG), store.create_run(CFG)
     for run, status in ((finished, "finished"), (stopped, "stopped"), (bare, "stopped")):
@@ -159,5 +170,5 @@ def test_resumable_runs_and_their_history_from_the_real_store():
     stopped.append_metric({"step": 1, "kind": "train", "loss": 2.5, "lr": 1e-3})
     stopped.append_metric({"step": 2, "kind": "eval", "eval_loss": 2.4})
     # finished: nothing to resume; bare: no checkpoint to resume from
-    assert [c.run_id for c in _list_runs()] == [stopped.run_id]
-    assert _run_history(stopped.run_id) == ([(1, 2.5)], [(2, 2.4)])
+    assert [c.run_id for c in library.resumable()] == [stopped.run_id]
+    assert library.history(stopped.run_id) == ([(1, 2.5)], [(2, 2.4)])

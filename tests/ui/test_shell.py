@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from textual.command import CommandList, CommandPalette
+
 from humanlike_tui.ui.app import SCREENS
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
@@ -22,7 +24,9 @@ async def test_function_keys_switch_between_the_five_screens():
                          ("f1", HardwareScreen)):
             await pilot.press(key)
             await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
-            assert app.sub_title == cls.SUB_TITLE or app.screen.sub_title == cls.SUB_TITLE
+            header = app.screen.query_one("HeaderTitle")
+            await wait_until(pilot, lambda: f"humanlike-tui — {cls.SUB_TITLE}" in str(header.render()),
+                             what=f"the header to name the {cls.SUB_TITLE} screen")
 
 
 async def test_command_palette_offers_screens_and_training_actions():
@@ -38,9 +42,20 @@ async def test_command_palette_offers_screens_and_training_actions():
         train_cmd.callback()
         await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen))
         await pilot.press("ctrl+p")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        hits = app.screen.query_one(CommandList)
         await pilot.press(*"pause")
-        await pilot.press("escape")
+
+        def offered() -> list[str]:
+            return [hits.get_option_at_index(i).prompt.plain.split("\n")[0] for i in range(hits.option_count)]
+
+        await wait_until(pilot, lambda: "Pause training" in offered(), what="'Pause training' among the hits")
+        while offered()[hits.highlighted or 0] != "Pause training":
+            await pilot.press("down")
+        await pilot.press("enter")  # no run is training: the command says so
+        await wait_until(pilot, lambda: any("Only a training run can be paused" in str(n.message)
+                                            for n in app._notifications), what="the command to run")
+        assert isinstance(app.screen, TrainScreen)
 
 
 async def test_quit_without_a_run_exits_at_once():

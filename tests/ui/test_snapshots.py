@@ -4,8 +4,9 @@ readings, no cursor blink, a private HUMANLIKE_TUI_HOME. Update after an intende
 
 from __future__ import annotations
 
+from support.chat_fakes import FakeLibrary
+from support.fakes import FakeClock
 from ui_helpers import SIZE, build, feed_readings, no_blink, settle, train_scene, wait_until
-from humanlike_tui.ui.fakes import FakeClock
 
 
 def test_hardware_screen(snap_compare):
@@ -36,7 +37,7 @@ def test_train_screen(snap_compare):
 
 
 def test_chat_screen(snap_compare):
-    app = build(initial_screen="chat")  # the real (empty) store of the test's home
+    app = build(initial_screen="chat", library=FakeLibrary(infos=[]))  # an empty store
 
     async def run_before(pilot):
         await wait_until(pilot, lambda: app.screen.adapters is not None, what="the adapter list")
@@ -46,7 +47,7 @@ def test_chat_screen(snap_compare):
 
 
 def test_adapters_screen(snap_compare):
-    app = build(initial_screen="adapters")  # the real (empty) store of the test's home
+    app = build(initial_screen="adapters", library=FakeLibrary(infos=[]))  # an empty store
 
     async def run_before(pilot):
         await wait_until(pilot, lambda: app.screen.listed, what="the store")

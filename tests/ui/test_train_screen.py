@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Button, ProgressBar, RichLog, Static
 
-from humanlike_tui.ui.fakes import FakeClock, FakeEngine
+from humanlike_tui.protocols import RunChoice
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.screens.train import TrainScreen
-from humanlike_tui.ui.services import RunChoice
+from support.fakes import FakeClock, FakeEngine
 from ui_helpers import SIZE, build, feed_readings, run_to_hold, settle, wait_until
 
 
@@ -93,7 +93,7 @@ async def test_unexpected_engine_bug_is_reported_not_swallowed():
         raise KeyError("boom")
 
     app = build(clock=FakeClock())
-    app.services.run_training = broken
+    app.services.training.run = broken
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3", "n")
         await wait_until(pilot, lambda: app.state.tracker.status == "failed")

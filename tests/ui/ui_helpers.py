@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from humanlike_tui.config import load_preset
 from humanlike_tui.ui.app import WorkbenchApp, make_app
-from humanlike_tui.ui.fakes import FIXED_READINGS, FakeClock, FakeEngine, fake_services, ramp_readings
+from support.fakes import FIXED_READINGS, FakeClock, FakeEngine, fake_services, ramp_readings
 from humanlike_tui.ui.messages import GpuSamples
 
 SIZE = (120, 40)
@@ -89,12 +89,6 @@ def train_scene() -> tuple[WorkbenchApp, Callable[[Pilot], Awaitable[None]]]:
         no_blink(app)
 
     return app, run_before
-
-
-def wait_for_worker_end(app: WorkbenchApp) -> Callable[[], bool]:
-    return lambda: not app.state.tracker.active
-
-
 
 
 def write_train_screenshot(path: str = "docs/train-screen.svg") -> None:

@@ -5,11 +5,10 @@ back through post_message; the list is read again whenever the screen is shown."
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,192 +17,61 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from humanlike_tui.ui.chat_services import ChatServices, chat_services
-from humanlike_tui.ui.messages import NewestOnly
-from humanlike_tui.ui.screens.chat import ChatScreen, error_text
+from humanlike_tui.formatting import error_text
+from humanlike_tui.protocols import Generator, Services
+from humanlike_tui.records import AdapterInfo
+from humanlike_tui.ui.library_text import COLUMNS, details_text, library_summary, row_cells, run_size
+from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.state import WorkbenchState
 
-# Method, times and folders are in the details pane: nine columns would not fit 120 cells.
-COLUMNS = ("Name", "State", "Base model", "Data", "Steps", "Eval loss", "Date", "Size")
-INCOMPLETE_MARK = "⚠"
-STATE_STYLE = {"finished": "green", "running": "bold cyan", "paused": "yellow", "stopped": "yellow",
-               "interrupted": "red", "failed": "bold red"}
 # Which button runs which action; the same check_action rules grey out both.
 BUTTONS = {"open": "open_in_chat", "rename": "rename", "delete": "delete", "export": "export",
            "resume": "resume", "reload": "reload"}
 
 
-def human_bytes(n: int | None) -> str:
-    if not n:
-        return "—"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "—"
-
-
-def date_text(t: float | None, with_time: bool = False) -> str:
-    return time.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d", time.localtime(t)) if t else "—"
-
-
-def tail(text: str, width: int) -> str:
-    """The end of a long id or path ('…-DPO-Dataset'): the end is what tells them apart."""
-    return text if len(text) <= width else "…" + text[-(width - 1):]
-
-
-def middle(text: str, width: int) -> str:
-    """A long run name with its start (the date) and end (model, method) kept."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[-(width - 1 - head):]
-
-
-def state_cell(info: Any) -> Text:
-    if info.complete or info.status == "running":
-        return Text(info.status, style=STATE_STYLE.get(info.status, ""))
-    return Text(f"{INCOMPLETE_MARK} {info.status}", style=STATE_STYLE.get(info.status, ""))
-
-
-def row_cells(info: Any) -> tuple:
-    steps = f"{info.steps if info.steps is not None else '?'}/{info.max_steps or '?'}"
-    loss = f"{info.final_eval_loss:.4f}" if info.final_eval_loss is not None else "—"
-    return (middle(info.name, 26), state_cell(info), tail(info.base_model, 18), tail(info.data_source, 16), steps,
-            loss, date_text(info.created), human_bytes(info.size_bytes))
-
-
-def details_text(info: Any, details: dict[str, Any] | None) -> Text:
-    """The highlighted run: what it is, how it went, what can be done with it."""
-    text = Text()
-    text.append(f"{info.name}\n", style="bold")
-    text.append(f"{info.state}", style=STATE_STYLE.get(info.status, ""))
-    if info.error:
-        text.append(f" · {info.error}", style="red")
-    text.append(f"\nbase {info.base_model} · data {info.data_source} · {info.method}, {info.steps or 0}/"
-                f"{info.max_steps or '?'} steps · started {date_text(info.created, True)}")
-    losses = []
-    if info.final_loss is not None:
-        losses.append(f"train loss {info.final_loss:.4f}")
-    if info.final_eval_loss is not None:
-        losses.append(f"eval loss {info.final_eval_loss:.4f}")
-    if losses:
-        text.append(" · " + ", ".join(losses))
-    text.append(f"\nfolder {info.run_dir} · {human_bytes(info.size_bytes)} (adapter "
-                f"{human_bytes(info.adapter_bytes)})")
-    if details:
-        text.append(_details_lines(details))
-        if details.get("scorecard"):
-            text.append(scorecard_lines(details["scorecard"]))
-    if info.can_chat:
-        text.append("\nenter/o: chat with it · x: export a merged model", style="dim")
-    elif info.can_resume:
-        start = f"from step {info.last_checkpoint}" if info.last_checkpoint else "from the start (no checkpoint yet)"
-        text.append(f"\nincomplete: u resumes it {start} · d deletes it", style="dim")
-    elif info.status != "running":
-        text.append("\nincomplete, with no checkpoint to resume from: d deletes it", style="dim")
-    return text
-
-
-def _details_lines(details: dict[str, Any]) -> str:
-    lines = []
-    cfg = details.get("config") or {}
-    if cfg:
-        lora, train, data = cfg.get("lora", {}), cfg.get("train", {}), cfg.get("data", {})
-        lines.append(f"LoRA r {lora.get('r')} alpha {lora.get('alpha')} · lr {train.get('learning_rate')} · "
-                     f"batch {train.get('batch_size')}x{train.get('grad_accum')} · template {data.get('template')} · "
-                     f"quant {cfg.get('quant', {}).get('mode')}")
-    run = []
-    data_counts = details.get("data") or {}
-    if data_counts.get("train_rows"):
-        run.append(f"{data_counts['train_rows']} train / {data_counts.get('eval_rows', 0)} eval rows")
-    if details.get("duration_s"):
-        run.append(f"{details['duration_s'] / 60:.0f} min")
-    if details.get("energy_wh"):
-        run.append(f"{details['energy_wh']:.1f} Wh")
-    if details.get("device"):
-        run.append(str(details["device"]))
-    if details.get("checkpoints"):
-        run.append("checkpoints at step " + ", ".join(map(str, details["checkpoints"])))
-    if run:
-        lines.append(" · ".join(run))
-    return "".join("\n" + line for line in lines)
-
-
-# The scorecard figures shown in the details pane (all of them are in `humanlike-tui eval`).
-SCORECARD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "ai_disclaimer_rate",
-                  "contractions_per_100_words", "mean_words")
-
-
-def scorecard_lines(card: dict[str, Any]) -> str:
-    """Base vs adapter, a few figures a line: 'label base → adapter'."""
-    # Imported here, not at the top: the workbench's first frame loads no engine module.
-    from humanlike_tui.engine.evaluate import FIGURES, format_figure
-
-    base, adapter = card.get("base") or {}, card.get("adapter") or {}
-    parts = [f"{label} {format_figure(key, base.get(key))} → {format_figure(key, adapter.get(key))}"
-             for key, label, _ in FIGURES if key in SCORECARD_KEYS]
-    head = f"scorecard ({card.get('rows', '?')} rows, base → adapter): "
-    return "\n" + head + " · ".join(parts[:3]) + ("\n" + " · ".join(parts[3:]) if parts[3:] else "")
-
-
-def library_summary(infos: list[Any]) -> str:
-    incomplete = [i for i in infos if not i.complete and i.status != "running"]
-    text = f"{len(infos)} run{'s' if len(infos) != 1 else ''}"
-    if incomplete:
-        text += (f" · {INCOMPLETE_MARK} {len(incomplete)} incomplete (no finished adapter): u resumes one from its "
-                 "last checkpoint, d deletes it")
-    return text
-
-
 # ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
 
+@dataclass
 class LibraryListed(Message):
     bubble = False
-
-    def __init__(self, infos: list[Any], error: str = "") -> None:
-        super().__init__()
-        self.infos = infos
-        self.error = error
+    infos: list[AdapterInfo]
+    error: str = ""
 
 
+@dataclass
 class DetailsRead(Message):
     bubble = False
-
-    def __init__(self, name: str, details: dict[str, Any] | None) -> None:
-        super().__init__()
-        self.name = name
-        self.details = details
+    name: str
+    details: dict[str, Any] | None
 
 
+@dataclass
 class LibraryChanged(Message):
     """A rename, delete or export finished (or failed)."""
 
     bubble = False
+    done: str = ""
+    error: str = ""
+    title: str = ""
+    select: str = ""  # the run to highlight in the new list (a renamed run keeps the cursor)
 
-    def __init__(self, done: str = "", error: str = "", title: str = "") -> None:
-        super().__init__()
-        self.done, self.error, self.title = done, error, title
 
-
+@dataclass
 class ExportProgress(NewestOnly):
     bubble = False
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class ScorecardDone(Message):
     """The scorecard worker finished (card) or failed (error)."""
 
     bubble = False
-
-    def __init__(self, name: str, card: dict[str, Any] | None = None, error: str = "") -> None:
-        super().__init__()
-        self.name, self.card, self.error = name, card, error
+    name: str
+    card: dict[str, Any] | None = None
+    error: str = ""
 
 
 class AdaptersScreen(Screen):
@@ -227,14 +95,15 @@ class AdaptersScreen(Screen):
     AdaptersScreen #library-buttons Button { margin-right: 1; }
     """
 
-    def __init__(self, state: WorkbenchState) -> None:
+    def __init__(self, state: WorkbenchState, services: Services) -> None:
         super().__init__()
         self.state = state
-        self.services: ChatServices | None = None
-        self.infos: list[Any] = []
+        self.services = services
+        self.infos: list[AdapterInfo] = []
         self.listed = False
         self.details: dict[str, dict[str, Any]] = {}
         self.working = ""  # a rename/delete/export in progress
+        self._select = ""  # highlight this run when the list arrives
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -253,13 +122,12 @@ class AdaptersScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.services = chat_services(self.app)
         table = self.query_one(DataTable)
         table.add_columns(*COLUMNS)
         self.reload()
 
     def on_screen_resume(self) -> None:
-        if self.services is not None:
+        if self.is_mounted:
             self.reload()
 
     # ---- reading the store ----
@@ -270,14 +138,15 @@ class AdaptersScreen(Screen):
     @work(thread=True, exclusive=True, group="library-list", exit_on_error=False, name="library-list")
     def _list(self) -> None:
         try:
-            self.post_message(LibraryListed(self.services.list_adapters()))
+            self.post_message(LibraryListed(self.services.library.adapters()))
         except Exception as exc:
             self.post_message(LibraryListed([], error_text(exc)))
 
     def on_library_listed(self, message: LibraryListed) -> None:
         if message.error:
             self.notify(message.error, title="cannot read the store", severity="error", timeout=10)
-        keep = self.selected.name if self.selected else None
+        keep = self._select or (self.selected.name if self.selected else None)
+        self._select = ""
         self.infos, self.listed = message.infos, True
         table = self.query_one(DataTable)
         table.clear()
@@ -289,7 +158,7 @@ class AdaptersScreen(Screen):
         self.refresh_view()
 
     @property
-    def selected(self) -> Any | None:
+    def selected(self) -> AdapterInfo | None:
         table = self.query_one(DataTable)
         if not self.infos or table.row_count == 0:
             return None
@@ -305,17 +174,17 @@ class AdaptersScreen(Screen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.run_worker(self.action_open_in_chat(), exclusive=True, group="open-in-chat")
+        self.action_open_in_chat()
 
     @work(thread=True, exclusive=True, group="library-details", exit_on_error=False, name="library-details")
     def _read_details(self, name: str) -> None:
         try:
-            details = self.services.run_details(name)
+            details = self.services.library.details(name)
         except Exception:  # details are extra: the row itself is already shown
             details = None
         if details is not None:
             try:  # the last saved scorecard, if any (a small JSON file, no model load)
-                card = self.services.last_scorecard(name)
+                card = self.services.scorecard.last(name)
             except Exception:
                 card = None
             if card:
@@ -351,14 +220,10 @@ class AdaptersScreen(Screen):
         event.stop()
         await self.run_action(BUTTONS[event.button.id or ""])
 
-    async def action_open_in_chat(self) -> None:
+    def action_open_in_chat(self) -> None:
         info = self.selected
-        if info is None or not self._allowed("open_in_chat"):
-            return
-        await self.app.switch_mode("chat")
-        chat = self.app.screen
-        if isinstance(chat, ChatScreen):
-            chat.request_adapter(info.name)
+        if info is not None and self._allowed("open_in_chat"):
+            self.post_message(OpenInChat(info.name))  # the app shows the Chat screen with it
 
     def action_rename(self) -> None:
         info = self.selected
@@ -369,7 +234,7 @@ class AdaptersScreen(Screen):
             if text == info.name:
                 return "that is its name now; type a new one"
             try:
-                self.services.check_name(text)
+                self.services.library.check_name(text)
             except Exception as exc:
                 return error_text(exc)
             return "" if text not in [i.name for i in self.infos] else f"a run named {text!r} already exists"
@@ -382,7 +247,7 @@ class AdaptersScreen(Screen):
         info = self.selected
         if info is None or not self._allowed("delete"):
             return
-        question = (f"Delete run {info.name} ({info.state}, {human_bytes(info.size_bytes)})? Its adapter, "
+        question = (f"Delete run {info.name} ({info.state}, {run_size(info.size_bytes)})? Its adapter, "
                     "checkpoints and logs are removed from disk; this cannot be undone.")
         self.app.push_screen(ConfirmDialog("Delete this run?", question, yes="Delete", no="Keep"),
                              lambda yes: self._change("delete", info.name) if yes else None)
@@ -395,7 +260,7 @@ class AdaptersScreen(Screen):
         self.app.push_screen(ExportDialog(info.name, str(folder)),
                              lambda answer: self._change("export", info.name, *answer) if answer else None)
 
-    async def action_resume(self) -> None:
+    def action_resume(self) -> None:
         info = self.selected
         if info is None or not self._allowed("resume"):
             return
@@ -404,48 +269,32 @@ class AdaptersScreen(Screen):
             self._read_details(info.name)
             self.notify("Reading the run's config; press u again in a moment.", timeout=4)
             return
-        resume = getattr(self.app, "resume_run", None)
-        if resume is None:  # an app without the hook: the shell's own picker
-            await self.app.run_action("resume_earlier")
-            return
-        resume(info.name, details.get("config"))
+        self.post_message(ResumeRun(info.name, details.get("config")))
 
     def action_scorecard(self) -> None:
         info = self.selected
         if info is None or not self._allowed("scorecard"):
             return
-        share = getattr(self.app, "confirm_gpu_share", None)  # a training run may hold the GPU
-        if share is None:
-            self._begin_scorecard(info.name)
-        else:
-            share(f"The scorecard of {info.name}", lambda: self._begin_scorecard(info.name))
+        # A training run may hold the GPU: the app asks first if it does.
+        self.post_message(GpuWanted(f"The scorecard of {info.name}", lambda: self._begin_scorecard(info.name)))
 
     def _begin_scorecard(self, name: str) -> None:
         if self.working:  # something else started while the dialog was up
             self.notify(f"Busy with {self.working}; try the scorecard again when it is done.", severity="warning")
             return
         self.working = f"scorecard {name}"
-        self._score(name, self.chat_generator(name))  # read here, on the UI thread
+        self._score(name, self.state.chat.holding(name))  # read here, on the UI thread
         self.refresh_view()
 
     @work(thread=True, group="library-change", exit_on_error=False, name="library-scorecard")
-    def _score(self, name: str, loaded: Any = None) -> None:
+    def _score(self, name: str, loaded: Generator | None = None) -> None:
         def log(text: str) -> None:
             self.post_message(ExportProgress(text))
 
         try:
-            card = (self.services.scorecard(name, log, loaded) if loaded is not None
-                    else self.services.scorecard(name, log))
-            self.post_message(ScorecardDone(name, card))
+            self.post_message(ScorecardDone(name, self.services.scorecard.score(name, log, loaded)))
         except Exception as exc:
             self.post_message(ScorecardDone(name, error=error_text(exc)))
-
-    def chat_generator(self, name: str) -> Any:
-        """The Chat screen's generator if it has `name` loaded: the scorecard borrows its model."""
-        chat = getattr(self.app, "mode_screen", lambda mode: None)("chat")
-        if chat is None or getattr(chat, "loaded_name", None) != name:
-            return None
-        return getattr(chat, "generator", None)
 
     def on_scorecard_done(self, message: ScorecardDone) -> None:
         self.working = ""
@@ -472,16 +321,16 @@ class AdaptersScreen(Screen):
     def _apply(self, what: str, name: str, *args: str) -> None:
         try:
             if what == "rename":
-                self.services.rename(name, args[0])
-                done = f"Renamed {name} to {args[0]}"
+                self.services.library.rename(name, args[0])
+                changed = LibraryChanged(f"Renamed {name} to {args[0]}", select=args[0])
             elif what == "delete":
-                self.services.delete(name)
-                done = f"Deleted {name}"
+                self.services.library.delete(name)
+                changed = LibraryChanged(f"Deleted {name}")
             else:
-                folder = self.services.export(name, Path(args[0]).expanduser(), args[1],
-                                              lambda text: self.post_message(ExportProgress(text)))
-                done = f"Exported {name} (merged) to {folder}"
-            self.post_message(LibraryChanged(done))
+                folder = self.services.library.export(name, Path(args[0]).expanduser(), args[1],
+                                                      lambda text: self.post_message(ExportProgress(text)))
+                changed = LibraryChanged(f"Exported {name} (merged) to {folder}", select=name)
+            self.post_message(changed)
         except Exception as exc:
             self.post_message(LibraryChanged(error=error_text(exc), title=f"{what} failed"))
 
@@ -495,6 +344,7 @@ class AdaptersScreen(Screen):
             self.notify(message.error, title=message.title, severity="error", timeout=15)
         else:
             self.notify(message.done, timeout=8)
+        self._select = message.select
         self.details.clear()
         self.reload()
 

@@ -11,6 +11,7 @@ from the workbench config's [generate] section. The session's turns are the conv
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,81 +24,63 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from humanlike_tui import events
 from humanlike_tui.config import atomic_write_text
-from humanlike_tui.errors import HumanlikeError
-from humanlike_tui.ui.chat_services import ChatServices, chat_services
+from humanlike_tui.events import SIDES
+from humanlike_tui.formatting import error_text, size_text
+from humanlike_tui.protocols import Generator, Services
+from humanlike_tui.records import AdapterInfo, GenSettings, Turn
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
-from humanlike_tui.ui.messages import NewestOnly
+from humanlike_tui.ui.messages import GpuWanted, NewestOnly
 from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
 from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
-SIDES = ("base", "adapter")
 FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
-MB = 1024 * 1024
-
-
-def error_text(exc: BaseException) -> str:
-    """Our own errors already say what to do; anything else is a bug, shown with its type."""
-    return str(exc) if isinstance(exc, HumanlikeError) else f"unexpected error: {type(exc).__name__}: {exc}"
-
-
-def _chat_events():
-    from humanlike_tui.engine import chat_events  # stdlib only, but the UI imports engine modules on use
-
-    return chat_events
 
 
 # ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
 
+@dataclass
 class ChatStream(Message):
     """One engine chat event (AnswerStarted / AnswerText / AnswerDone). Never merged."""
 
     bubble = False
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self.event = event
+    event: events.Event
 
 
+@dataclass
 class AdaptersListed(Message):
     bubble = False
-
-    def __init__(self, infos: list[Any], error: str = "") -> None:
-        super().__init__()
-        self.infos = infos
-        self.error = error
+    infos: list[AdapterInfo]
+    error: str = ""
 
 
+@dataclass
 class GeneratorLog(NewestOnly):
     """Loading progress; only the newest line matters."""
 
     bubble = False
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class GeneratorOpened(Message):
     bubble = False
+    name: str
+    generator: Generator | None = None
+    error: str = ""
+    describe: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, name: str, generator: Any = None, error: str = "", describe: dict | None = None,
-                 memory: dict | None = None) -> None:
-        super().__init__()
-        self.name, self.generator, self.error = name, generator, error
-        self.describe, self.memory = describe or {}, memory or {}
 
-
+@dataclass
 class ExchangeEnded(Message):
     bubble = False
-
-    def __init__(self, turn: ChatTurn, error: str = "") -> None:
-        super().__init__()
-        self.turn = turn
-        self.error = error
+    turn: ChatTurn
+    error: str = ""
 
 
 def loaded_text(name: str, describe: dict, memory: dict) -> str:
@@ -107,8 +90,8 @@ def loaded_text(name: str, describe: dict, memory: dict) -> str:
     if describe.get("device"):
         parts.append(str(describe["device"]))
     if memory.get("bytes"):
-        parts.append(f"one base model in memory: {memory['bytes'] / MB:,.1f} MB + LoRA "
-                     f"{memory.get('lora_bytes', 0) / MB:,.1f} MB")
+        parts.append(f"one base model in memory: {size_text(memory['bytes'], 'MB')} + LoRA "
+                     f"{size_text(memory.get('lora_bytes', 0), 'MB')}")
     return " · ".join(parts)
 
 
@@ -133,13 +116,11 @@ class ChatScreen(Screen):
     ChatScreen #chat-input Button { margin-left: 1; min-width: 10; }
     """
 
-    def __init__(self, state: WorkbenchState) -> None:
+    def __init__(self, state: WorkbenchState, services: Services) -> None:
         super().__init__()
         self.state = state
-        self.services: ChatServices | None = None
-        self.adapters: list[Any] | None = None  # finished adapters; None until listed
-        self.generator: Any = None
-        self.loaded_name: str | None = None
+        self.services = services
+        self.adapters: list[AdapterInfo] | None = None  # finished adapters; None until listed
         self.loaded_info = ""
         self.opening: str | None = None
         self.load_log = ""
@@ -148,7 +129,6 @@ class ChatScreen(Screen):
         self.history_start = 0  # turns before this were with another adapter: not this one's history
         self.busy = False
         self.stop_event = threading.Event()
-        self.flushes = 0  # batched redraws of streamed text (tests check the batching)
         self._wanted: str | None = None  # open this adapter once the list is read
         self._queued: str | None = None  # open this one when the current load ends
         self._pending: dict[str, list[str]] = {side: [] for side in SIDES}
@@ -173,16 +153,24 @@ class ChatScreen(Screen):
     def pane(self, side: str) -> ChatPane:
         return self.query_one(f"#pane-{side}", ChatPane)
 
+    @property
+    def generator(self) -> Generator | None:
+        """The loaded model (kept in the shared state: the scorecard borrows it)."""
+        return self.state.chat.generator
+
+    @property
+    def loaded_name(self) -> str | None:
+        return self.state.chat.name
+
     # ---- lifecycle ----
 
     def on_mount(self) -> None:
-        self.services = chat_services(self.app)
         self._list_adapters()
         self.query_one("#prompt", Input).focus()
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
-        if self.services is not None:  # runs may have been trained, renamed or deleted meanwhile
+        if self.is_mounted:  # runs may have been trained, renamed or deleted meanwhile
             self._list_adapters()
 
     def on_unmount(self) -> None:
@@ -193,7 +181,7 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, group="chat-list", exit_on_error=False, name="chat-list")
     def _list_adapters(self) -> None:
         try:
-            self.post_message(AdaptersListed(self.services.list_adapters()))
+            self.post_message(AdaptersListed(self.services.library.adapters()))
         except Exception as exc:  # the list is informative; a broken store must not stop the screen
             self.post_message(AdaptersListed([], error_text(exc)))
 
@@ -215,7 +203,7 @@ class ChatScreen(Screen):
         """Open `name` as soon as possible (the Adapters screen's 'Open in Chat'): after a fresh read
         of the list, so a run trained a moment ago is there."""
         self._wanted = name
-        if self.services is not None:
+        if self.is_mounted:  # else on_mount reads the list
             self._list_adapters()
 
     def open_adapter(self, name: str) -> None:
@@ -232,28 +220,26 @@ class ChatScreen(Screen):
         if self.opening:
             self._queued = name  # one load at a time: two bases in memory at once is what we avoid
             return
-        share = getattr(self.app, "confirm_gpu_share", None)  # a training run may hold the GPU
-        if share is None:
-            self._begin_open(name)
-        else:
-            share(f"Opening {name} for chat", lambda: self._begin_open(name), cancelled=self._sync_select)
+        # A training run may hold the GPU: the app asks first if it does.
+        self.post_message(GpuWanted(f"Opening {name} for chat", lambda: self._begin_open(name), self._sync_select))
 
     def _begin_open(self, name: str) -> None:
         if name == self.loaded_name or self.busy or self.opening:  # things moved while the dialog was up
             if self.opening and name != self.opening:
                 self._queued = name
             return
-        old, self.generator, self.loaded_name = self.generator, None, None
+        old = self.generator
+        self.state.chat.name, self.state.chat.generator = None, None  # nobody borrows a closing model
         self.opening, self.load_error, self.load_log = name, "", ""
         self._open(name, old)
         self.refresh_view()
 
     @work(thread=True, group="chat-open", exit_on_error=False, name="chat-open")
-    def _open(self, name: str, old: Any) -> None:
+    def _open(self, name: str, old: Generator | None) -> None:
         if old is not None:
             old.close()  # free the previous base first: one base model in memory, not two
         try:
-            generator = self.services.open_generator(name, lambda text: self.post_message(GeneratorLog(text)))
+            generator = self.services.generation.open(name, lambda text: self.post_message(GeneratorLog(text)))
             self.post_message(GeneratorOpened(name, generator, describe=generator.describe(),
                                               memory=generator.memory()))
         except Exception as exc:
@@ -269,7 +255,7 @@ class ChatScreen(Screen):
             self.load_error = f"could not open {message.name}: {message.error}"
             self.notify(message.error, title=f"cannot open {message.name}", severity="error", timeout=15)
         else:
-            self.generator, self.loaded_name = message.generator, message.name
+            self.state.chat.name, self.state.chat.generator = message.name, message.generator
             self.loaded_info = loaded_text(message.name, message.describe, message.memory)
             if self.turns:
                 for side in SIDES:
@@ -346,10 +332,8 @@ class ChatScreen(Screen):
         self.refresh_view()
 
     @work(thread=True, group="chat-generate", exit_on_error=False, name="chat-generate")
-    def _ask(self, generator: Any, turn: ChatTurn, history: list[tuple[str, str, str]], values: dict[str, Any],
-             stop: threading.Event) -> None:
-        from humanlike_tui.engine.generate import GenSettings, Turn
-
+    def _ask(self, generator: Generator, turn: ChatTurn, history: list[tuple[str, str, str]],
+             values: dict[str, Any], stop: threading.Event) -> None:
         try:
             generator.answer_both(turn.prompt, [Turn(*h) for h in history], GenSettings(**values),
                                   lambda event: self.post_message(ChatStream(event)), stop)
@@ -358,15 +342,15 @@ class ChatScreen(Screen):
             self.post_message(ExchangeEnded(turn, error_text(exc)))
 
     def on_chat_stream(self, message: ChatStream) -> None:
-        ev, kinds = message.event, _chat_events()
-        if isinstance(ev, kinds.AnswerText):
+        ev = message.event
+        if isinstance(ev, events.AnswerText):
             self._pending[ev.side].append(ev.text)
             if self._flush_timer is None:
                 self._flush_timer = self.set_timer(FLUSH_S, self.flush)
-        elif isinstance(ev, kinds.AnswerStarted):
+        elif isinstance(ev, events.AnswerStarted):
             self.flush()
             self.pane(ev.side).begin_answer()
-        elif isinstance(ev, kinds.AnswerDone):
+        elif isinstance(ev, events.AnswerDone):
             self.flush()  # every piece drawn before the final text replaces them
             note = f"{ev.tokens} tokens · {ev.seconds:.1f}s{FINISH_NOTES.get(ev.finish, '')}"
             self.pane(ev.side).end_answer(ev.text, note)
@@ -383,7 +367,6 @@ class ChatScreen(Screen):
                 text = "".join(pieces)
                 pieces.clear()
                 self.pane(side).append(text)
-                self.flushes += 1
 
     def on_exchange_ended(self, message: ExchangeEnded) -> None:
         self.flush()
@@ -436,7 +419,7 @@ class ChatScreen(Screen):
         if not self.turns:
             self.notify("Nothing to save yet: ask something first.", severity="warning")
             return
-        default = default_transcript_path(self.services.transcripts_dir(), self.services.clock())
+        default = default_transcript_path(self.services.transcripts_dir(), self.services.wall_clock())
         self.app.push_screen(TextPromptDialog("Save transcript", "Markdown file to write (its folder is created):",
                                               str(default), ok="Save", check=transcript_path_problem),
                              self.save_transcript)
@@ -446,7 +429,7 @@ class ChatScreen(Screen):
             return
         target = Path(path).expanduser()
         try:
-            atomic_write_text(target, transcript_markdown(self.turns, self.services.clock()))
+            atomic_write_text(target, transcript_markdown(self.turns, self.services.wall_clock()))
         except OSError as exc:
             self.notify(f"cannot write {target}: {exc.strerror or exc}", title="transcript not saved",
                         severity="error", timeout=10)

@@ -73,7 +73,6 @@ class TextPromptDialog(_SubmitOrCancel, ModalScreen[str | None]):
         self.dismiss(text)
 
 
-
 class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
     """Where to write the merged model, and its dtype; dismisses with (folder, dtype) or None."""
 
@@ -108,7 +107,6 @@ class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
             self.query_one(".dialog-problem", Static).update("give a folder to create")
             return
         self.dismiss((folder, str(self.query_one("#dtype", Select).value)))
-
 
 
 class ScreenBindingsProvider(Provider):

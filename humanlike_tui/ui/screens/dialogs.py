@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from humanlike_tui.ui.services import RunChoice
+from humanlike_tui.protocols import RunChoice
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
@@ -110,8 +110,9 @@ class RunPicker(ModalScreen[RunChoice | None]):
                 yield OptionList(*[Option(r.label, id=str(i)) for i, r in enumerate(self._runs)])
                 yield Static("enter: resume from its last checkpoint · escape: cancel", classes="dialog-hint")
             else:
-                yield Static(id="no-runs", content=f"No earlier runs found{(' in ' + self._where) if self._where else ''}. "
-                             "Start one from the Config screen (F2).")
+                where = f" in {self._where}" if self._where else ""
+                yield Static(id="no-runs",
+                             content=f"No earlier runs found{where}. Start one from the Config screen (F2).")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
 

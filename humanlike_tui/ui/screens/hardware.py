@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
-from humanlike_tui.ui.format import GIB
+from humanlike_tui.formatting import gib
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
@@ -33,15 +33,15 @@ def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(value, bool):
         yield prefix, "yes" if value else "no"
     elif isinstance(value, int) and prefix.rsplit(".", 1)[-1] in BYTE_FIELDS:
-        yield prefix, f"{value / GIB:.2f} GiB"
+        yield prefix, gib(value)
     else:
         yield prefix, "—" if value is None or value == "" else str(value)
 
 
 def config_line(state: WorkbenchState) -> str:
     c = state.config
-    return (f"{c.model.name} · quant {c.quant.mode} · LoRA r={c.lora.r} · batch {c.train.batch_size}x{c.train.grad_accum}"
-            f" · max_length {c.data.max_length}")
+    return (f"{c.model.name} · quant {c.quant.mode} · LoRA r={c.lora.r} · "
+            f"batch {c.train.batch_size}x{c.train.grad_accum} · max_length {c.data.max_length}")
 
 
 class HardwareScreen(Screen):

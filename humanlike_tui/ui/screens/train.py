@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Static
 
+from humanlike_tui.formatting import duration
 from humanlike_tui.ui import format as fmt
 from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.state import WorkbenchState
@@ -37,7 +38,7 @@ def status_text(t: RunTracker) -> Text:
 
 
 def stats_text(t: RunTracker, price_per_kwh: float) -> Text:
-    parts = [f"elapsed {fmt.duration(t.elapsed_s)}", f"ETA {fmt.duration(t.eta_s)}",
+    parts = [f"elapsed {duration(t.elapsed_s)}", f"ETA {duration(t.eta_s)}",
              f"lr {fmt.learning_rate(t.lr)}", f"{fmt.rate(t.tokens_per_s)} tok/s"]
     if t.train:
         parts.append(f"loss {t.train[-1][1]:.3f}")
@@ -154,7 +155,8 @@ class TrainScreen(Screen):
         self._append_log(t)
         self._append_samples(t)
         for button_id, action in BUTTONS.items():
-            self.query_one(f"#{button_id}", Button).disabled = not self.app.check_action(action.removeprefix("app."), ())
+            allowed = self.app.check_action(action.removeprefix("app."), ())
+            self.query_one(f"#{button_id}", Button).disabled = not allowed
 
     def _append_log(self, t: RunTracker) -> None:
         new = t.log_total - self._log_shown

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from textual_plotext import PlotextPlot
 
-from humanlike_tui.ui.format import GIB
+from humanlike_tui.formatting import GIB
 
 MAX_POINTS = 600  # more points than terminal cells only slows plotext down
 
@@ -70,7 +70,7 @@ class VramChart(PlotextPlot):
         plt.clear_data()
         plt.xlabel("seconds")
         if not points:
-            plt.title("VRAM GiB (no GPU reading: training on CPU)" if not has_gpu else "VRAM GiB (waiting for a reading)")
+            plt.title("VRAM GiB (waiting for a reading)" if has_gpu else "VRAM GiB (no GPU reading: training on CPU)")
             self.refresh()
             return
         total = points[-1].total / GIB

@@ -10,15 +10,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 
+from humanlike_tui.formatting import printable  # no terminal control characters from a model's output
+
 CURSOR = "▌"
-
-
-def printable(text: str) -> str:
-    """No terminal control characters from a model's output (an ESC could start an escape sequence).
-    The engine's own helper, imported on use like every engine module in the UI (it is stdlib only)."""
-    from humanlike_tui.engine.chat_events import printable as engine_printable
-
-    return engine_printable(text)
 
 
 class ChatPane(Vertical):

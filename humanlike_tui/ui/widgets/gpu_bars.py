@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from humanlike_tui.formatting import gib
+from humanlike_tui.protocols import GpuReading
 from humanlike_tui.ui import format as fmt
-from humanlike_tui.ui.services import GpuReading
 
 BAR = 20
 
@@ -27,15 +28,16 @@ def render_readings(readings: list[GpuReading] | None, names: dict[int, str] | N
         text.append(f"GPU {r.index}  {(names or {}).get(r.index, r.name)}\n", style="bold")
         text.append("  memory ")
         text.append(fmt.bar(mem, BAR), style=_style(mem))
-        text.append(f" {fmt.gib(r.used_bytes)} / {fmt.gib(r.total_bytes)} GiB\n")
+        text.append(f" {gib(r.used_bytes, 1, unit=False)} / {gib(r.total_bytes, 1)}\n")
         if r.reserved_bytes:
-            text.append(f"  of which this app's torch reserved {fmt.gib(r.reserved_bytes)} GiB\n", style="dim")
+            text.append(f"  of which this app's torch reserved {gib(r.reserved_bytes, 1)}\n", style="dim")
         if r.util_pct is not None:
             util = r.util_pct / 100
             text.append("  compute")
             text.append(" " + fmt.bar(util, BAR), style=_style(util))
             text.append(f" {r.util_pct:.0f}%")
-        extras = [f"{r.temp_c:.0f}°C" if r.temp_c is not None else "", f"{r.power_w:.0f} W" if r.power_w is not None else ""]
+        extras = [f"{r.temp_c:.0f}°C" if r.temp_c is not None else "",
+                  f"{r.power_w:.0f} W" if r.power_w is not None else ""]
         if any(extras):
             text.append("   " + "  ".join(e for e in extras if e), style="dim")
         text.append("\n")

@@ -1,20 +1,21 @@
-"""Scripted stand-ins for the Chat and Adapters screens: a fixed library of runs and a generator that
-streams scripted answers, can hold mid-answer (so a test can press Stop) or fail. Deterministic, no
-torch; the pilot and snapshot tests run the real screens against these."""
+"""Scripted doubles of the library, generation and scorecard services (humanlike_tui.protocols) for
+the Chat and Adapters screens: a fixed, mutable library of runs and a generator that streams scripted
+answers, can hold mid-answer (so a test can press Stop) or fail. Deterministic, no torch; the pilot
+and snapshot tests run the real screens against these."""
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from humanlike_tui.config import Config, load_preset
-from humanlike_tui.engine.chat_events import AnswerDone, AnswerStarted, AnswerText, GenerationError
-from humanlike_tui.engine.generate import Answer, Exchange, GenSettings
-from humanlike_tui.engine.library import AdapterInfo
-from humanlike_tui.errors import StoreError
-from humanlike_tui.ui.chat_services import ChatServices
+from humanlike_tui.errors import GenerationError, StoreError
+from humanlike_tui.events import AnswerDone, AnswerStarted, AnswerText
+from humanlike_tui.protocols import LossHistory, RunChoice
+from humanlike_tui.records import AdapterInfo, Answer, Exchange, GenSettings
 
 MB = 1024 * 1024
 FIXED_NOW = 1767268800.0  # 2026-01-01 12:00 UTC
@@ -50,7 +51,8 @@ SCRIPTS = {
 
 
 class FakeGenerator:
-    """Streams SCRIPTS per side through the engine's events, like engine.generate.Generator.
+    """protocols.Generator: streams SCRIPTS per side through the engine's events, like
+    engine.inference.generator.Generator.
 
     hold_after: after that many pieces of the first side, wait until `release()` or Stop (tests press Stop).
     fail_side: raise GenerationError when that side starts (after its AnswerStarted, as an OOM would)."""
@@ -64,6 +66,7 @@ class FakeGenerator:
         self.calls: list[tuple[str, list[Any], GenSettings]] = []
         self.closed = False
         self.holding = threading.Event()
+        self.let_go = threading.Event()  # set when a hold ends (released or stopped)
         self._gate = threading.Event()
 
     def release(self) -> None:
@@ -103,6 +106,7 @@ class FakeGenerator:
         while not self._gate.wait(0.005) and not stop.is_set():
             pass
         self.holding.clear()
+        self.let_go.set()
 
     def describe(self) -> dict[str, Any]:
         return {"adapter": self.name, "base_model": self.config.model.name, "quant": self.config.quant.mode,
@@ -116,11 +120,23 @@ class FakeGenerator:
         self.closed = True
 
 
+def fake_loss(step: int) -> float:
+    """The fake run's loss curve (FakeEngine's too)."""
+    return 2.4 * math.exp(-step / 14) + 0.9 + 0.06 * math.sin(step * 1.7)
+
+
+def fake_history(run_id: str) -> LossHistory:
+    """An earlier run's curve up to step 6, where FakeEngine resumes a run from disk."""
+    return [(s, fake_loss(s)) for s in range(1, 7)], [(5, fake_loss(5) + 0.15)]
+
+
 @dataclass
 class FakeLibrary:
-    """A mutable library: rename, delete and export change it the way the store would."""
+    """protocols.LibraryService: rename, delete and export change it the way the store would."""
 
     infos: list[AdapterInfo] = field(default_factory=fake_library)
+    runs: list[RunChoice] = field(default_factory=lambda: [
+        RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")])
     exports: list[tuple[str, Path, str]] = field(default_factory=list)
     fail_export: str = ""
 
@@ -132,6 +148,9 @@ class FakeLibrary:
             if info.name == name:
                 return info
         raise StoreError(f"no run named {name!r} in /runs")
+
+    def adapters(self) -> list[AdapterInfo]:
+        return list(self.infos)
 
     def rename(self, old: str, new: str) -> None:
         if new in self.names():
@@ -149,6 +168,17 @@ class FakeLibrary:
         self.exports.append((name, Path(folder), dtype))
         return Path(folder)
 
+    def check_name(self, name: str) -> str:
+        from humanlike_tui.engine.storage.runs import check_name  # the store's own rule (no torch)
+
+        return check_name(name)
+
+    def resumable(self) -> list[RunChoice]:
+        return list(self.runs)
+
+    def history(self, run_id: str) -> LossHistory:
+        return fake_history(run_id)
+
     def details(self, name: str) -> dict[str, Any]:
         info = self.find(name)
         cfg = load_preset("gaming-8gb")
@@ -159,39 +189,40 @@ class FakeLibrary:
                 "trainable_params": 7_864_320, "versions": {}}
 
 
-def check_name(name: str) -> str:
-    from humanlike_tui.engine.store import check_name as store_check
+class FakeGeneration:
+    """protocols.GenerationService over a FakeLibrary; `make(name)` makes the generator an adapter
+    opens to. `opened` keeps every generator handed out, for assertions."""
 
-    return store_check(name)
+    def __init__(self, library: FakeLibrary | None = None, *, make: Callable[[str], FakeGenerator] | None = None,
+                 error: Exception | None = None) -> None:
+        self.library = library or FakeLibrary()
+        self.make = make or (lambda name: FakeGenerator(name))
+        self.error = error
+        self.opened: list[FakeGenerator] = []
 
-
-def _no_scorecard(name: str, log: Callable[[str], None]) -> dict:
-    raise RuntimeError("no scorecard in this fake; a test passes its own")
-
-
-def fake_chat_services(library: FakeLibrary | None = None, *,
-                       generator: Callable[[str], FakeGenerator] | None = None,
-                       open_error: Exception | None = None, transcripts: Path | None = None,
-                       exports: Path | None = None) -> ChatServices:
-    """Chat services over a FakeLibrary; `generator(name)` makes the generator an adapter opens to."""
-    library = library or FakeLibrary()
-    make = generator or (lambda name: FakeGenerator(name))
-    opened: list[FakeGenerator] = []
-
-    def open_generator(name: str, log: Callable[[str], None]) -> FakeGenerator:
+    def open(self, name: str, log: Callable[[str], None]) -> FakeGenerator:
         log(f"loading {name}")
-        if open_error is not None:
-            raise open_error
-        library.find(name)
-        gen = make(name)
-        opened.append(gen)
-        return gen
+        if self.error is not None:
+            raise self.error
+        self.library.find(name)
+        generator = self.make(name)
+        self.opened.append(generator)
+        return generator
 
-    services = ChatServices(list_adapters=lambda: list(library.infos), open_generator=open_generator,
-                            run_details=library.details, rename=library.rename, delete=library.delete,
-                            export=library.export, check_name=check_name, clock=lambda: FIXED_NOW,
-                            transcripts_dir=lambda: transcripts or Path("/transcripts"),
-                            exports_dir=lambda: exports or Path("/exports"),
-                            scorecard=_no_scorecard, last_scorecard=lambda name: None)
-    services.opened = opened  # type: ignore[attr-defined]  # the generators handed out, for assertions
-    return services
+
+class FakeScorecard:
+    """protocols.ScorecardService: returns `card` (or raises without one); `calls` keeps (name, loaded)."""
+
+    def __init__(self, card: dict[str, Any] | None = None) -> None:
+        self.card = card
+        self.calls: list[tuple[str, Any]] = []
+
+    def score(self, name: str, log: Callable[[str], None], loaded: Any = None) -> dict[str, Any]:
+        log("scorecard: base likelihood 1/2")
+        self.calls.append((name, loaded))
+        if self.card is None:
+            raise RuntimeError("no scorecard in this fake; a test passes its own")
+        return {**self.card, "run_id": name}
+
+    def last(self, name: str) -> dict[str, Any] | None:
+        return None

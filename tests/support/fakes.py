@@ -1,24 +1,30 @@
-"""Scripted stand-ins for the engine services: the pilot and snapshot tests and the README
-screenshot run the real app against these, so they are fast, need no GPU and draw the same frame
-every time. Nothing here imports torch."""
+"""Scripted doubles of the engine's services (humanlike_tui.protocols): the pilot and snapshot tests
+and the README screenshot run the real app against these, so they are fast, need no GPU and draw the
+same frame every time. Nothing here imports torch. tests/engine/test_fake_contract.py runs one
+scenario through FakeEngine and the real engine and compares what they emit, so the double cannot drift.
+"""
 
 from __future__ import annotations
 
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from humanlike_tui import events as ev
 from humanlike_tui.config import Config
 from humanlike_tui.errors import TrainingError
-from humanlike_tui.ui.services import GpuReading, HardwareView, PlanView, RunChoice, Services
+from humanlike_tui.protocols import (GenerationService, GpuReading, HardwareView, PlanView, PowerReader, RunChoice,
+                                     ScorecardService, Services)
+from support.chat_fakes import FIXED_NOW, FakeGeneration, FakeLibrary, FakeScorecard, fake_loss
 
 GIB = 1024**3
 
 FIXED_READINGS = [GpuReading(index=0, name="GPU 0", used_bytes=int(5.6 * GIB),
                              total_bytes=8 * GIB, reserved_bytes=int(4.9 * GIB), util_pct=87.0, temp_c=68.0,
                              power_w=95.0)]
+
 
 def ramp_readings(second: int) -> list[GpuReading]:
     """A GPU filling up as a run loads its model, then steady with a little wiggle (charts that look real)."""
@@ -72,12 +78,9 @@ class FakeResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def fake_loss(step: int) -> float:
-    return 2.4 * math.exp(-step / 14) + 0.9 + 0.06 * math.sin(step * 1.7)
-
-
 class FakeEngine:
-    """Emits a deterministic run like engine.train.run_training would, from the worker thread.
+    """protocols.TrainingService: emits a deterministic run like engine.training.run.run_training
+    would, from the worker thread, in the same order (the contract test checks it).
 
     hold_at: after that step, wait (for `release()`, Stop or Pause) so a test can act mid-run.
     fail_at: at that step emit Failed and raise, as the engine does.
@@ -99,19 +102,22 @@ class FakeEngine:
     def release(self) -> None:
         self._gate.set()
 
-    def __call__(self, cfg: Config, emit: Callable[[ev.Event], None], stop: threading.Event | None = None, *,
-                 resume: str | None = None, pause: threading.Event | None = None,
-                 power: Callable[[], float | None] | None = None) -> FakeResult:
+    def run(self, cfg: Config | None, emit: Callable[[ev.Event], None], stop: threading.Event | None = None, *,
+            resume: str | None = None, pause: threading.Event | None = None,
+            power: PowerReader | None = None) -> FakeResult:
         self.calls.append(resume)
         self.power = power
         stop, pause = stop or threading.Event(), pause or threading.Event()
         # This engine's own run continues where it stopped; an earlier run (from disk) at step 6, where
-        # fake_services' run_history ends.
+        # FakeLibrary's history ends.
         start = 0 if not resume else self.saved_step if resume == self.run_id else 6
         emit(ev.Log("loading builtin:tiny-phi (nf4) ..."))
-        if not resume:
-            emit(ev.DataReport("builtin:sample", 400, 388, {"too_long": 12}, 350, 38, 142.0, 250))
-        emit(ev.RunStarted(self.run_id, self.run_dir, "sft", cfg.to_dict(), 3_145_728, 2_782_000_000,
+        # Like the engine, a resumed run reads and splits its data again, and says so.
+        emit(ev.DataReport("builtin:sample", 400, 388, {"too_long": 12}, 350, 38, 142.0, 250))
+        emit(ev.Log("passes of up to 2,048 tokens, activation checkpointing off"))
+        if resume:
+            emit(ev.Log(f"resumed {resume} at step {start}"))
+        emit(ev.RunStarted(self.run_id, self.run_dir, "sft", cfg.to_dict() if cfg else {}, 3_145_728, 2_782_000_000,
                            self.total_steps, start, self.device))
         for step in range(start + 1, self.total_steps + 1):
             if self.hold_at is not None and step == self.hold_at + 1 and not resume:
@@ -167,16 +173,41 @@ def fake_preview(cfg: Config) -> FakePreview:
     return FakePreview(len(lengths), lengths, cfg.data.max_length, dropped, examples)
 
 
+@dataclass
+class FakeHardware:
+    """protocols.HardwareService: a fixed report, readings and plan; the preview from `preview`."""
+
+    readings: list[GpuReading] = field(default_factory=lambda: list(FIXED_READINGS))
+    report: HardwareView = FIXED_REPORT
+    plan_view: PlanView = FIXED_PLAN
+    make_preview: Callable[[Config], Any] = fake_preview
+
+    def probe(self) -> HardwareView:
+        return self.report
+
+    def sample(self) -> list[GpuReading]:
+        return list(self.readings)
+
+    def plan(self, cfg: Config, hardware: HardwareView) -> PlanView:
+        return self.plan_view
+
+    def preview(self, cfg: Config) -> Any:
+        return self.make_preview(cfg)
+
+
 def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = None, *,
                   readings: list[GpuReading] | None = None, runs: list[RunChoice] | None = None,
                   gpu_interval: float | None = None, plan: PlanView = FIXED_PLAN,
-                  preview: Callable[[Config], Any] = fake_preview) -> Services:
-    readings = FIXED_READINGS if readings is None else readings
-    runs = [RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")] if runs is None else runs
-    def history(run_id: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-        return [(s, fake_loss(s)) for s in range(1, 7)], [(5, fake_loss(5) + 0.15)]
-
-    return Services(run_training=engine or FakeEngine(), list_runs=lambda: list(runs), run_history=history,
-                    probe_hardware=lambda: FIXED_REPORT, sample_gpus=lambda: list(readings),
-                    plan_vram=lambda cfg, report: plan, preview_data=preview, clock=clock or FakeClock(),
-                    gpu_interval=gpu_interval)
+                  preview: Callable[[Config], Any] = fake_preview, library: FakeLibrary | None = None,
+                  generation: GenerationService | None = None, scorecard: ScorecardService | None = None,
+                  **places: Any) -> Services:
+    """Every service scripted; `places` sets Services' clocks and folders (wall_clock, transcripts_dir, ...)."""
+    places = {"wall_clock": lambda: FIXED_NOW, "transcripts_dir": lambda: Path("/transcripts"),
+              "exports_dir": lambda: Path("/exports"), **places}
+    hardware = FakeHardware(FIXED_READINGS if readings is None else readings, plan_view=plan, make_preview=preview)
+    library = library or FakeLibrary()
+    if runs is not None:
+        library.runs = list(runs)
+    return Services(training=engine or FakeEngine(), hardware=hardware, library=library,
+                    generation=generation or FakeGeneration(library), scorecard=scorecard or FakeScorecard(),
+                    clock=clock or FakeClock(), gpu_interval=gpu_interval, **places)

@@ -1,0 +1,128 @@
+"""The Adapters screen's text, pure so it is tested without a terminal: the table's cells, the
+highlighted run's details (with its last scorecard) and the one-line summary of the library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from humanlike_tui.formatting import date_text, size_text
+from humanlike_tui.records import FIGURES, AdapterInfo, format_figure
+
+# Method, times and folders are in the details pane: nine columns would not fit 120 cells.
+COLUMNS = ("Name", "State", "Base model", "Data", "Steps", "Eval loss", "Date", "Size")
+INCOMPLETE_MARK = "⚠"
+STATE_STYLE = {"finished": "green", "running": "bold cyan", "paused": "yellow", "stopped": "yellow",
+               "interrupted": "red", "failed": "bold red"}
+
+
+def run_size(n: int | None) -> str:
+    """A run's size on disk; nothing yet (an adapter not written) is a dash, like unknown."""
+    return size_text(n or None)
+
+
+def tail(text: str, width: int) -> str:
+    """The end of a long id or path ('…-DPO-Dataset'): the end is what tells them apart."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def middle(text: str, width: int) -> str:
+    """A long run name with its start (the date) and end (model, method) kept."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[-(width - 1 - head):]
+
+
+def state_cell(info: AdapterInfo) -> Text:
+    if info.complete or info.status == "running":
+        return Text(info.status, style=STATE_STYLE.get(info.status, ""))
+    return Text(f"{INCOMPLETE_MARK} {info.status}", style=STATE_STYLE.get(info.status, ""))
+
+
+def row_cells(info: AdapterInfo) -> tuple:
+    steps = f"{info.steps if info.steps is not None else '?'}/{info.max_steps or '?'}"
+    loss = f"{info.final_eval_loss:.4f}" if info.final_eval_loss is not None else "—"
+    return (middle(info.name, 26), state_cell(info), tail(info.base_model, 18), tail(info.data_source, 16), steps,
+            loss, date_text(info.created), run_size(info.size_bytes))
+
+
+def details_text(info: AdapterInfo, details: dict[str, Any] | None) -> Text:
+    """The highlighted run: what it is, how it went, what can be done with it."""
+    text = Text()
+    text.append(f"{info.name}\n", style="bold")
+    text.append(f"{info.state}", style=STATE_STYLE.get(info.status, ""))
+    if info.error:
+        text.append(f" · {info.error}", style="red")
+    text.append(f"\nbase {info.base_model} · data {info.data_source} · {info.method}, {info.steps or 0}/"
+                f"{info.max_steps or '?'} steps · started {date_text(info.created, True)}")
+    losses = []
+    if info.final_loss is not None:
+        losses.append(f"train loss {info.final_loss:.4f}")
+    if info.final_eval_loss is not None:
+        losses.append(f"eval loss {info.final_eval_loss:.4f}")
+    if losses:
+        text.append(" · " + ", ".join(losses))
+    text.append(f"\nfolder {info.run_dir} · {run_size(info.size_bytes)} (adapter "
+                f"{run_size(info.adapter_bytes)})")
+    if details:
+        text.append(_details_lines(details))
+        if details.get("scorecard"):
+            text.append(scorecard_lines(details["scorecard"]))
+    if info.can_chat:
+        text.append("\nenter/o: chat with it · x: export a merged model", style="dim")
+    elif info.can_resume:
+        start = f"from step {info.last_checkpoint}" if info.last_checkpoint else "from the start (no checkpoint yet)"
+        text.append(f"\nincomplete: u resumes it {start} · d deletes it", style="dim")
+    elif info.status != "running":
+        text.append("\nincomplete, with no checkpoint to resume from: d deletes it", style="dim")
+    return text
+
+
+def _details_lines(details: dict[str, Any]) -> str:
+    lines = []
+    cfg = details.get("config") or {}
+    if cfg:
+        lora, train, data = cfg.get("lora", {}), cfg.get("train", {}), cfg.get("data", {})
+        lines.append(f"LoRA r {lora.get('r')} alpha {lora.get('alpha')} · lr {train.get('learning_rate')} · "
+                     f"batch {train.get('batch_size')}x{train.get('grad_accum')} · template {data.get('template')} · "
+                     f"quant {cfg.get('quant', {}).get('mode')}")
+    run = []
+    data_counts = details.get("data") or {}
+    if data_counts.get("train_rows"):
+        run.append(f"{data_counts['train_rows']} train / {data_counts.get('eval_rows', 0)} eval rows")
+    if details.get("duration_s"):
+        run.append(f"{details['duration_s'] / 60:.0f} min")
+    if details.get("energy_wh"):
+        run.append(f"{details['energy_wh']:.1f} Wh")
+    if details.get("device"):
+        run.append(str(details["device"]))
+    if details.get("checkpoints"):
+        run.append("checkpoints at step " + ", ".join(map(str, details["checkpoints"])))
+    if run:
+        lines.append(" · ".join(run))
+    return "".join("\n" + line for line in lines)
+
+
+# The scorecard figures shown in the details pane (all of them are in `humanlike-tui eval`).
+SCORECARD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "ai_disclaimer_rate",
+                  "contractions_per_100_words", "mean_words")
+
+
+def scorecard_lines(card: dict[str, Any]) -> str:
+    """Base vs adapter, a few figures a line: 'label base → adapter'."""
+    base, adapter = card.get("base") or {}, card.get("adapter") or {}
+    parts = [f"{label} {format_figure(key, base.get(key))} → {format_figure(key, adapter.get(key))}"
+             for key, label, _ in FIGURES if key in SCORECARD_KEYS]
+    head = f"scorecard ({card.get('rows', '?')} rows, base → adapter): "
+    return "\n" + head + " · ".join(parts[:3]) + ("\n" + " · ".join(parts[3:]) if parts[3:] else "")
+
+
+def library_summary(infos: list[AdapterInfo]) -> str:
+    incomplete = [i for i in infos if not i.complete and i.status != "running"]
+    text = f"{len(infos)} run{'s' if len(infos) != 1 else ''}"
+    if incomplete:
+        text += (f" · {INCOMPLETE_MARK} {len(incomplete)} incomplete (no finished adapter): u resumes one from its "
+                 "last checkpoint, d deletes it")
+    return text
