@@ -7,6 +7,7 @@ Stdlib only (plus tomli_w for writing): the TUI validates as the user types with
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -19,13 +20,18 @@ from typing import Any
 
 from humanlike_tui.errors import ConfigError
 
-BUILTIN_MODELS = ("builtin:tiny-phi", "builtin:phi-2-random")
+BUILTIN_MODELS = ("builtin:tiny-phi", "builtin:phi-2-random", "builtin:smollm2-135m")
 BUILTIN_DATA = ("builtin:sample",)
 QUANT_MODES = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
-TEMPLATES = ("instruct", "chat")
+TEMPLATES = ("auto", "instruct", "chat")
 METHODS = ("sft", "dpo", "sft+dpo")
 SCHEDULERS = ("cosine", "linear", "constant")
+# Every number has both limits: NaN, infinity and huge values fail here, with the key and the range,
+# never later inside torch (a seed past 2**32 overflowed torch.manual_seed once mixed with the step).
+MAX_STEPS = 10_000_000
+MAX_COUNT = 1_000_000_000
+MAX_SEED = 2**32 - 1
 
 
 def opt(default: Any, help: str, *, choices: tuple = (), min: float | None = None,
@@ -39,7 +45,8 @@ def opt(default: Any, help: str, *, choices: tuple = (), min: float | None = Non
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = opt("microsoft/phi-2", "Hub id, local folder, or builtin:tiny-phi / builtin:phi-2-random")
+    name: str = opt("microsoft/phi-2", "Hub id, local folder, or builtin:tiny-phi / builtin:phi-2-random / "
+                                      "builtin:smollm2-135m (a real chat model, offline)")
     revision: str = opt("", "Hub revision (branch, tag or commit); empty = default branch")
     trust_remote_code: bool = opt(False, "Run Python code shipped with the model (only for models you trust)")
     gradient_checkpointing: bool = opt(True, "Recompute activations in backward when a step would not fit "
@@ -60,7 +67,7 @@ class QuantConfig:
 @dataclass(frozen=True)
 class LoraConfig:
     r: int = opt(16, "LoRA rank", min=1, max=1024)
-    alpha: float = opt(32.0, "LoRA alpha (scale = alpha / r)", min=0, min_exclusive=True)
+    alpha: float = opt(32.0, "LoRA alpha (scale = alpha / r)", min=0, max=100_000, min_exclusive=True)
     dropout: float = opt(0.05, "Dropout on the LoRA input", min=0, max=0.9)
     target_modules: tuple[str, ...] = opt((), "Modules to adapt; empty = per architecture (phi: q_proj, k_proj, v_proj, dense)")
 
@@ -72,38 +79,41 @@ class DataConfig:
     prompt_column: str = opt("prompt", "Column with the user's message")
     chosen_column: str = opt("chosen", "Column with the human-like answer (the one we learn)")
     rejected_column: str = opt("rejected", "Column with the formal answer (DPO's negative); empty for SFT-only data")
-    template: str = opt("instruct", "instruct = '### Instruct / ### Output / ### End'; chat = the model's chat template",
+    template: str = opt("auto", "auto = the model's chat template if it has one, else instruct; "
+                        "instruct = '### Instruct / ### Output / ### End'; chat = the model's chat template",
                         choices=TEMPLATES)
     max_length: int = opt(512, "Longest prompt+answer in tokens; longer rows are dropped and counted", min=16, max=32768)
     eval_fraction: float = opt(0.05, "Share of prompts held out for evaluation", min=0, max=0.5)
     train_on_prompt: bool = opt(False, "Also learn the prompt tokens (the original recipe did; usually worse)")
-    max_rows: int = opt(0, "Use at most this many rows (0 = all)", min=0)
+    max_rows: int = opt(0, "Use at most this many rows (0 = all)", min=0, max=MAX_COUNT)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = opt("sft", "sft = imitate chosen; dpo = prefer chosen over rejected; sft+dpo = both in turn",
                       choices=METHODS)
-    max_steps: int = opt(600, "Optimizer steps in the whole run", min=1, max=10_000_000)
-    sft_steps: int = opt(0, "With sft+dpo: SFT steps before DPO (0 = half of max_steps)", min=0)
+    max_steps: int = opt(600, "Optimizer steps in the whole run", min=1, max=MAX_STEPS)
+    sft_steps: int = opt(0, "With sft+dpo: SFT steps before DPO (0 = half of max_steps)", min=0, max=MAX_STEPS)
     learning_rate: float = opt(2e-4, "Peak learning rate", min=0, max=1, min_exclusive=True)
     lr_scheduler: str = opt("cosine", "Learning-rate schedule after warm-up", choices=SCHEDULERS)
-    warmup_steps: int = opt(10, "Linear warm-up steps", min=0)
+    warmup_steps: int = opt(10, "Linear warm-up steps", min=0, max=MAX_STEPS)
     weight_decay: float = opt(0.0, "AdamW weight decay on the LoRA weights", min=0, max=1)
-    max_grad_norm: float = opt(1.0, "Gradient clipping (0 = off)", min=0)
+    max_grad_norm: float = opt(1.0, "Gradient clipping (0 = off)", min=0, max=1_000_000)
     batch_size: int = opt(8, "Samples per micro-batch group; batch_size x grad_accum samples make one step", min=1, max=4096)
     grad_accum: int = opt(2, "Gradient accumulation: groups per optimizer step", min=1, max=4096)
-    micro_batch_tokens: int = opt(0, "Token budget of one forward pass (0 = sized to free VRAM; all at once on CPU)", min=0)
+    micro_batch_tokens: int = opt(0, "Token budget of one forward pass (0 = sized to free VRAM; all at once on CPU)",
+                                 min=0, max=MAX_COUNT)
     vram_limit_gib: float = opt(0.0, "GPU memory the engine may plan a step for, GiB (0 = what is free, at most "
                                 "7.5 so the defaults suit an 8 GB card; raise it on a bigger card)", min=0, max=4096)
     dpo_beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", min=0, max=10, min_exclusive=True)
-    eval_every: int = opt(50, "Evaluate every N steps (0 = only at the end)", min=0)
-    eval_max_rows: int = opt(64, "Evaluate on at most this many held-out rows", min=1)
-    save_every: int = opt(100, "Checkpoint every N steps (0 = only on stop/pause/end)", min=0)
+    eval_every: int = opt(50, "Evaluate every N steps (0 = only at the end)", min=0, max=MAX_STEPS)
+    eval_max_rows: int = opt(64, "Evaluate on at most this many held-out rows", min=1, max=MAX_COUNT)
+    save_every: int = opt(100, "Checkpoint every N steps (0 = only on stop/pause/end)", min=0, max=MAX_STEPS)
     keep_checkpoints: int = opt(2, "Keep the newest N checkpoints", min=1, max=100)
     sample_prompts: int = opt(2, "Held-out prompts answered at each evaluation, to watch the style change", min=0, max=8)
-    seed: int = opt(42, "Seed for data order, LoRA init and dropout", min=0)
-    price_per_kwh: float = opt(0.30, "Electricity price for the energy cost shown while training", min=0)
+    seed: int = opt(42, "Seed for data order, LoRA init and dropout", min=0, max=MAX_SEED)
+    price_per_kwh: float = opt(0.30, "Electricity price for the energy cost shown while training", min=0,
+                              max=1000)
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class GenerateConfig:
     temperature: float = opt(0.7, "Sampling temperature (0 = greedy)", min=0, max=5)
     top_p: float = opt(0.9, "Nucleus sampling", min=0, max=1, min_exclusive=True)
     repetition_penalty: float = opt(1.1, "Penalty on repeated tokens (1 = off)", min=1, max=3)
-    seed: int = opt(0, "Sampling seed (same seed, same answer)", min=0)
+    seed: int = opt(0, "Sampling seed (same seed, same answer)", min=0, max=MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -218,11 +228,20 @@ def _check_field(path: str, value: Any, f: dataclasses.Field, t: type) -> list[s
         return [f"{path}: must be one of {', '.join(map(str, m['choices']))}, got {value!r}"]
     if t in (int, float):
         lo, hi = m.get("min"), m.get("max")
+        if t is float and not math.isfinite(value):  # every comparison with NaN is False: check first
+            return [f"{path}: must be a finite number in {_range_text(m)}, got {value}"]
         if lo is not None and (value <= lo if m.get("min_exclusive") else value < lo):
             return [f"{path}: must be {'>' if m.get('min_exclusive') else '>='} {_num(lo)}, got {_num(value)}"]
         if hi is not None and value > hi:
             return [f"{path}: must be <= {_num(hi)}, got {_num(value)}"]
     return []
+
+
+def _range_text(m: Any) -> str:
+    """'(0, 1]', '[0, 4294967295]': the allowed interval of a numeric field."""
+    lo, hi = m.get("min"), m.get("max")
+    left = "(" if m.get("min_exclusive") else "["
+    return f"{left}{_num(lo) if lo is not None else '-inf'}, {_num(hi) if hi is not None else 'inf'}]"
 
 
 def _is_utf8(text: str) -> bool:
@@ -250,6 +269,10 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("data.source: must not be empty (a hub id, a local file, or builtin:sample)")
     elif source.startswith("builtin:") and source not in BUILTIN_DATA:
         problems.append(f"data.source: unknown builtin data set {source!r}; choose {' or '.join(BUILTIN_DATA)}")
+    for key, value in (("model.name", name), ("data.source", source)):
+        problem = _name_too_long(value)
+        if problem:
+            problems.append(f"{key}: {problem}")
     for key in ("prompt_column", "chosen_column"):
         if not getattr(cfg.data, key).strip():
             problems.append(f"data.{key}: must name a column")
@@ -269,6 +292,24 @@ def _cross_checks(cfg: Config) -> list[str]:
     if any(not m.strip() for m in cfg.lora.target_modules):
         problems.append("lora.target_modules: names must not be empty")
     return problems
+
+
+MAX_NAME_BYTES = 255  # one file or folder name (ext4, NTFS, APFS); a hub id is far shorter
+MAX_PATH_BYTES = 4096
+
+
+def _name_too_long(value: str) -> str:
+    """Model names and data sources are paths or hub ids: a part past the file-system limit made the
+    OS raise ENAMETOOLONG wherever it was first looked up (a traceback in `hw`)."""
+    try:
+        size = len(value.encode("utf-8"))
+        parts = [len(p.encode("utf-8")) for p in value.replace("\\", "/").split("/")]
+    except UnicodeEncodeError:
+        return ""  # reported by the UTF-8 check
+    if size > MAX_PATH_BYTES or max(parts, default=0) > MAX_NAME_BYTES:
+        return (f"too long ({size} bytes; a file or folder name can have at most {MAX_NAME_BYTES} bytes, "
+                f"a path {MAX_PATH_BYTES}); give the path of an existing file or folder, or a hub id")
+    return ""
 
 
 def validate_dict(data: Any) -> tuple[Config | None, list[str]]:

@@ -44,3 +44,9 @@ class TrainingError(HumanlikeError):
     """Training itself failed (out of memory beyond recovery, NaN loss, disk full ...). Exit code 1."""
 
     exit_code = 1
+
+
+class GenerationError(HumanlikeError):
+    """Generation itself failed (out of memory, a broken model). Exit code 1."""
+
+    exit_code = 1

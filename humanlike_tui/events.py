@@ -130,6 +130,45 @@ class EvalProgress(Event):
     total: int
 
 
+# --- chat: what the generator tells its listener while it answers ------------------------------------
+# One exchange emits, for each side in turn ("base" first, then "adapter"):
+#   AnswerStarted(side, ...) -> AnswerText(side, text) x N -> AnswerDone(side, text, ...)
+# The AnswerText pieces, concatenated in order, are the answer so far; AnswerDone.text is the final answer
+# (trimmed, the end marker removed). A failure raises GenerationError (or an InputError) instead.
+
+SIDES = ("base", "adapter")  # base = the model with its adapter disabled; adapter = with the LoRA on
+FINISH_REASONS = ("end", "length", "stopped")  # EOS or the template's end marker | max_new_tokens | Stop
+
+
+@dataclass(frozen=True)
+class AnswerStarted(Event):
+    side: str  # base | adapter
+    prompt_tokens: int  # tokens of the formatted prompt, history included
+    history_turns: int  # earlier turns kept in the prompt (older ones are dropped to fit the context)
+    max_new_tokens: int  # after clamping to the model's context
+
+
+@dataclass(frozen=True)
+class AnswerText(Event):
+    """A piece of the answer, in order. Never merge or drop these: together they are the answer."""
+
+    side: str
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDone(Event):
+    side: str
+    text: str  # the final answer
+    tokens: int  # new tokens generated (the end marker and EOS included)
+    finish: str  # end | length | stopped
+    seconds: float
+
+    @property
+    def stopped(self) -> bool:
+        return self.finish == "stopped"
+
+
 Emit = Callable[[Event], None]
 
 

@@ -31,7 +31,7 @@ def tiny_config():
 def trained_run_dir() -> Path:
     """The run folder of a finished 4-step run, trained on first use in a private home."""
     if "run" not in _TRAINED:
-        from humanlike_tui.engine.train import run_training
+        from humanlike_tui.engine.training.run import run_training
 
         root = Path(tempfile.mkdtemp(prefix="hlt-tiny-run-"))
         atexit.register(shutil.rmtree, root, True)
@@ -52,7 +52,7 @@ def install_run(home: Path, name: str = RUN_NAME) -> Path:
     target = home / "data" / "runs" / name
     shutil.copytree(trained_run_dir(), target)
     if name != RUN_NAME:
-        from humanlike_tui.engine.store import Run
+        from humanlike_tui.engine.storage.runs import Run
 
         Run(target).update_meta(run_id=name)
     return target

@@ -23,6 +23,7 @@ import random
 import tempfile
 import threading
 import time
+from humanlike_tui.engine.training import objectives
 
 
 class ShuffledOrder(dict):
@@ -53,27 +54,27 @@ def main() -> None:
     from transformers.activations import GELUTanh, NewGELUActivation
 
     from humanlike_tui.config import load_preset
-    from humanlike_tui.engine import store as S
-    from humanlike_tui.engine import train as T
+    from humanlike_tui.engine.storage import runs as S
+    from humanlike_tui.engine.training import run as T
 
     torch.set_num_threads(args.threads)
     current = [""]
-    keep_small = T.LOGITS_KEEP_BYTES
+    keep_small = objectives.LOGITS_KEEP_BYTES
 
-    original_logprobs = T.token_logprobs
+    original_logprobs = objectives.token_logprobs
 
     def token_logprobs(hidden, head, targets):  # the headckpt variant switches the small-logits path off
-        T.LOGITS_KEEP_BYTES = {"headckpt": -1, "headkeep": 2**40}.get(current[0], keep_small)
+        objectives.LOGITS_KEEP_BYTES = {"headckpt": -1, "headkeep": 2**40}.get(current[0], keep_small)
         return original_logprobs(hidden, head, targets)
 
-    T.token_logprobs = token_logprobs
+    objectives.token_logprobs = token_logprobs
     cfg = load_preset("gaming-8gb").replace(**{
         "model.name": "builtin:tiny-phi", "data.source": args.data, "data.rejected_column": "",
         "data.max_rows": args.rows, "data.eval_fraction": 0.1, "train.max_steps": 10_000,
         "train.warmup_steps": 1, "train.eval_every": 0, "train.save_every": 0, "train.sample_prompts": 0})
     trainers = {}
     for v in args.variants:
-        tr = T._Trainer(cfg, lambda e: None, threading.Event(), threading.Event(), S.create_run(cfg, None),
+        tr = T.Trainer(cfg, lambda e: None, threading.Event(), threading.Event(), S.create_run(cfg, None),
                         T.Dist(), None)
         tr.setup()
         if v == "ckpt":

@@ -4,7 +4,8 @@
     humanlike-tui adapters show NAME [--json]   one run in detail
     humanlike-tui adapters rename OLD NEW
     humanlike-tui adapters delete NAME [--yes]  asks first on a terminal; scripts pass --yes
-    humanlike-tui adapters export NAME DIR [--dtype auto|float32|bfloat16|float16] [--force]
+    humanlike-tui adapters export NAME DIR [--merge-into trained|original] [--dtype auto|float32|bfloat16|float16]
+                                           [--format safetensors|gguf] [--quant f16|q8_0|...] [--force]
 
 `list --json` prints a JSON list, one object per run (newest first) with these keys: name, status
 (finished | paused | stopped | failed | running | interrupted), complete (has a finished adapter),
@@ -45,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="weights dtype; auto = the base checkpoint's own")
     p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    p.add_argument("--merge-into", dest="merge_into", default="trained", choices=("trained", "original"),
+                   help="trained (default): the base as training and chat used it (a 4-bit base dequantized), so the "
+                        "export answers as chat did; original: the checkpoint's full-precision weights")
+    p.add_argument("--format", dest="fmt", default="safetensors", choices=("safetensors", "gguf"),
+                   help="safetensors: a transformers model folder; gguf: one .gguf file for llama.cpp, Ollama, "
+                        "LM Studio, with an Ollama Modelfile beside it")
+    p.add_argument("--quant", default="q8_0", choices=("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"),
+                   help="GGUF weight type (with --format gguf; default q8_0)")
 
 
 def human_bytes(n: int) -> str:
@@ -76,7 +85,7 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def do_list(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import library
+    from humanlike_tui.engine.storage import library
     from humanlike_tui.paths import runs_dir
 
     infos = library.list_adapters()
@@ -90,7 +99,7 @@ def do_list(args: argparse.Namespace) -> int:
 
 
 def do_show(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import library
+    from humanlike_tui.engine.storage import library
 
     details = library.run_details(args.name)
     if args.json:
@@ -108,7 +117,7 @@ def do_show(args: argparse.Namespace) -> int:
 
 
 def do_rename(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import store
+    from humanlike_tui.engine.storage import runs as store
 
     moved = store.rename_run(args.old, args.new)
     print(f"renamed {args.old} -> {moved.run_id}")
@@ -122,7 +131,8 @@ def confirm(question: str) -> bool:
 
 
 def do_delete(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import library, store
+    from humanlike_tui.engine.storage import library
+    from humanlike_tui.engine.storage import runs as store
 
     info = library.get_adapter(args.name)  # a clear error for an unknown name before asking anything
     if not args.yes and not confirm(f"delete run {info.name} ({info.state}, {human_bytes(info.size_bytes)})?"):
@@ -134,11 +144,22 @@ def do_delete(args: argparse.Namespace) -> int:
 
 
 def do_export(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import library
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
 
-    out = library.export_merged(args.name, args.dir, dtype=args.dtype, overwrite=args.force,
-                                log=lambda message: print(message, file=sys.stderr))
-    print(f"exported {args.name} (merged) to {out}")
+    if args.fmt == "gguf":
+        from humanlike_tui.engine.storage import gguf_export
+
+        path = gguf_export.export_gguf(args.name, args.dir, quant=args.quant, merge_into=args.merge_into,
+                                       overwrite=args.force, log=log)
+        print(f"exported {args.name} (merged into the {args.merge_into} base) to {path}")
+        print(f"Ollama: cd {path.parent} && ollama create {args.name} -f Modelfile && ollama run {args.name}")
+        return 0
+    from humanlike_tui.engine.storage import export as export_mod
+
+    out = export_mod.export_merged(args.name, args.dir, dtype=args.dtype, overwrite=args.force,
+                                   merge_into=args.merge_into, log=log)
+    print(f"exported {args.name} (merged into the {args.merge_into} base) to {out}")
     return 0
 
 

@@ -17,7 +17,7 @@ GIB = 2**30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from humanlike_tui.engine.bench import DEFAULT_SAMPLES, DEFAULT_WARMUP
+    from humanlike_tui.engine.bench.measure import DEFAULT_SAMPLES, DEFAULT_WARMUP
 
     parser.add_argument("--model", default="builtin:tiny-phi", metavar="NAME",
                         help="builtin:tiny-phi (CPU-sized), builtin:phi-2-random (phi-2's shapes, for a GPU), "
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--warmup: must be 0 or more")
     if args.model.startswith("builtin:") and args.model not in BUILTIN_MODELS:
         raise InputError(f"--model: unknown builtin model {args.model!r}; choose {' or '.join(BUILTIN_MODELS)}")
-    from humanlike_tui.engine.bench import run_bench
+    from humanlike_tui.engine.bench.compare import run_bench
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

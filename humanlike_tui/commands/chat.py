@@ -28,7 +28,8 @@ import signal
 import sys
 import threading
 
-from humanlike_tui.engine.chat_events import AnswerDone, AnswerStarted, AnswerText, printable
+from humanlike_tui.events import AnswerDone, AnswerStarted, AnswerText
+from humanlike_tui.formatting import printable
 from humanlike_tui.events import Event
 
 SIDE_TITLES = {"base": "base model (adapter off)", "adapter": "adapter"}
@@ -91,7 +92,9 @@ def result_json(gen, exchange, formatted_prompt: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine.generate import Generator, GenSettings, format_conversation, resolve_adapter
+    from humanlike_tui.engine.inference.generator import Generator, resolve_adapter
+    from humanlike_tui.engine.inference.streaming import format_conversation
+    from humanlike_tui.records import GenSettings
 
     # Check the name and the settings before the slow model load, so a typo fails at once.
     settings = GenSettings.from_config(resolve_adapter(args.adapter).config, **settings_overrides(args))

@@ -84,7 +84,7 @@ def render(card) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from humanlike_tui.engine.evaluate import FIGURES, format_figure
+    from humanlike_tui.records import FIGURES, format_figure
 
     d = card.to_dict()
     ref = d["reference"]
@@ -108,7 +108,7 @@ def render(card) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine import evaluate
+    from humanlike_tui.engine import evaluation as evaluate
 
     listener = Progress(quiet=args.quiet)
     try:  # Ctrl+C ends it: nothing is written, so there is nothing to save (cli.main exits 130)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humanlike_tui.engine.hardware import probe_hardware
+    from humanlike_tui.engine.hardware.probe import probe_hardware
 
     cfg = config_from_args(args, default_preset=None)  # ConfigError -> exit 2 in cli.main
     if args.vram is not None and args.vram <= 0:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 def _measure(cfg: Any, args: argparse.Namespace) -> Any:
     import sys
 
-    from humanlike_tui.engine.memory import measure_peak
+    from humanlike_tui.engine.bench.peak import measure_peak
 
     print(f"training {args.measure} step(s) to measure the peak ...", file=sys.stderr)
     return measure_peak(cfg, steps=args.measure)
@@ -79,7 +79,8 @@ def _print_check(check: Any) -> None:
 
 
 def _plan(cfg: Any, report: Any, args: argparse.Namespace) -> Any:
-    from humanlike_tui.engine.memory import GiB, plan_for_hardware
+    from humanlike_tui.engine.planning.shapes import GiB
+    from humanlike_tui.engine.planning.advice import plan_for_hardware
 
     vram = int(args.vram * GiB) if args.vram is not None else None
     return plan_for_hardware(cfg, report, gpu_index=args.gpu, vram_bytes=vram)

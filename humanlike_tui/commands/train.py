@@ -31,7 +31,7 @@ def resolve_config(args: argparse.Namespace):
     """The config to train with. On resume: the run's own config, with --set applied."""
     if args.resume:
         from humanlike_tui import config as cfgmod
-        from humanlike_tui.engine import store
+        from humanlike_tui.engine.storage import runs as store
 
         if args.config or args.preset:
             print("note: --resume uses the run's own config; --config/--preset are ignored", file=sys.stderr)
@@ -89,8 +89,8 @@ class ProgressListener:
     def on_Step(self, e: Step) -> None:
         info = f"loss {e.loss:.4f}" + (f" eval {self.last_eval:.4f}" if self.last_eval is not None else "")
         info += f" lr {e.lr:.2e} {e.tokens_per_s:,.0f} tok/s"
-        if "pref_accuracy" in e.metrics:
-            info += f" acc {e.metrics['pref_accuracy']:.2f}"
+        if "reward_accuracy" in e.metrics:
+            info += f" reward acc {e.metrics['reward_accuracy']:.2f}"
         if self.progress:
             self.progress.update(self.task, completed=e.step, info=info)
 
@@ -158,7 +158,7 @@ def result_json(result) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    from humanlike_tui.engine.train import run_training
+    from humanlike_tui.engine.training.run import run_training
 
     stop = threading.Event()
     previous = install_interrupt(stop)

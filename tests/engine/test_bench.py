@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from humanlike_tui import cli
-from humanlike_tui.engine import bench, store
+from humanlike_tui.engine.bench import compare as bench
+from humanlike_tui.engine.storage import runs as store
 
 
 def test_bench_json_has_both_sides_trained(capsys):

@@ -11,10 +11,13 @@ import pytest
 
 from humanlike_tui import cli
 from humanlike_tui import events as E
-from humanlike_tui.engine import evaluate as ev
-from humanlike_tui.engine import store as S
-from humanlike_tui.engine.train import check_resume_compatible, run_training
+from humanlike_tui.engine import evaluation as ev
+from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.training.schedule import check_resume_compatible
+from humanlike_tui.engine.training.run import run_training
 from humanlike_tui.errors import ConfigError, StoreError
+from humanlike_tui import records
+from humanlike_tui.engine.evaluation import scoring
 
 # Held-out share raised from the preset's 0.1 so the accuracy is measured on ~30 rows, not 9.
 # The trainer's own final evaluation is cut to the minimum: the scorecard measures instead.
@@ -69,7 +72,7 @@ def test_stop_then_resume_matches_uninterrupted_run(demo_cfg, method, stop_at):
     for a, b in zip(resumed, full_steps):
         if a.phase == "dpo":
             assert a.metrics["reward_margin"] == pytest.approx(b.metrics["reward_margin"], abs=1e-4)
-            assert a.metrics["pref_accuracy"] == b.metrics["pref_accuracy"]
+            assert a.metrics["reward_accuracy"] == b.metrics["reward_accuracy"]
 
 
 def test_resume_keeps_the_sft_to_dpo_switch(demo_cfg):
@@ -93,9 +96,9 @@ def test_dpo_raises_heldout_preference_accuracy_and_eval_json(demo_cfg, capsys):
     card = json.loads(out)  # exactly one object on stdout: progress went to stderr
     assert set(card) >= {"base", "adapter", "reference"}
     for side in ("base", "adapter"):
-        assert set(card[side]) == set(ev.LIKELIHOOD_KEYS) | set(ev.STYLE_KEYS)
+        assert set(card[side]) == set(records.LIKELIHOOD_KEYS) | set(records.STYLE_KEYS)
     assert set(card["reference"]) == {"chosen", "rejected"}
-    assert set(card["reference"]["chosen"]) == set(ev.STYLE_KEYS)
+    assert set(card["reference"]["chosen"]) == set(records.STYLE_KEYS)
     assert card["rows"] >= 20
     base, adapter = card["base"]["preference_accuracy"], card["adapter"]["preference_accuracy"]
     assert adapter >= base + 0.2, (base, adapter)
@@ -148,8 +151,8 @@ def test_eval_of_an_unknown_or_unfinished_adapter_exits_2(demo_cfg, capsys):
 def test_scorecard_borrows_a_loaded_generator_and_gives_the_same_card(demo_cfg, monkeypatch):
     # The Chat screen may already hold this adapter: the scorecard uses that model (no second base
     # in memory), under its lock, and leaves it loaded for the chat.
-    from humanlike_tui.engine import model as M
-    from humanlike_tui.engine.generate import Generator
+    from humanlike_tui.engine import models as M
+    from humanlike_tui.engine.inference.generator import Generator
 
     res = run_training(demo_cfg.replace(**{"train.max_steps": 3, "train.eval_every": 0, "train.sample_prompts": 0}))
     fresh = ev.scorecard(res.run_id, limit=6, max_new_tokens=3)
@@ -165,4 +168,4 @@ def test_scorecard_borrows_a_loaded_generator_and_gives_the_same_card(demo_cfg, 
     assert any("already loaded" in e.message for e in seen if isinstance(e, E.Log))
     assert gen.model is not None and gen.answer("adapter", "Hi there!").tokens > 0  # still the chat's
     other = S.get_run(res.run_id)
-    assert not ev._holds_adapter(None, other)
+    assert not scoring._holds_adapter(None, other)

@@ -11,9 +11,13 @@ import pytest
 
 from humanlike_tui import cli
 from humanlike_tui.engine import data as D
-from humanlike_tui.engine.chat_events import AnswerDone, AnswerStarted, AnswerText, GenerationError, printable
-from humanlike_tui.engine.generate import (Generator, GenSettings, Turn, _TextStream, format_conversation,
-                                           memory_report, resolve_adapter, split_at_marker)
+from humanlike_tui.errors import GenerationError
+from humanlike_tui.events import AnswerDone, AnswerStarted, AnswerText
+from humanlike_tui.formatting import printable
+from humanlike_tui.records import GenSettings, Turn
+from humanlike_tui.engine.inference.generator import Generator, resolve_adapter
+from humanlike_tui.engine.inference.streaming import TextStream, format_conversation, split_at_marker
+from support.memory_probe import memory_report
 from humanlike_tui.errors import ConfigError, InputError, ModelError, StoreError
 from tiny_run import RUN_NAME, install_run, tiny_config, trained_run_dir
 
@@ -63,7 +67,7 @@ def test_end_marker_is_held_back_then_cut():
 
 def test_stream_emits_every_piece_once_and_never_the_marker(tok):
     pieces = []
-    stream = _TextStream(tok, (D.INSTRUCT_END,), pieces.append)
+    stream = TextStream(tok, (D.INSTRUCT_END,), pieces.append)
     ids = tok("Oh wow, that sounds great! 😀\n### End", add_special_tokens=False)["input_ids"]
     import torch
 

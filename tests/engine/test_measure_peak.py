@@ -7,7 +7,8 @@ import json
 import pytest
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.engine import memory, store
+from humanlike_tui.engine.storage import runs as store
+from humanlike_tui.engine.bench import peak
 
 
 @pytest.fixture
@@ -18,14 +19,14 @@ def home(tmp_path, monkeypatch):
 
 def test_measurement_config_is_short_and_fixes_the_budget():
     cfg = load_preset("gaming-8gb").replace(**{"train.method": "sft+dpo", "data.rejected_column": "rejected"})
-    m = memory.measurement_config(cfg, 3, "cuda")
+    m = peak.measurement_config(cfg, 3, "cuda")
     assert (m.train.max_steps, m.train.eval_every, m.train.sample_prompts) == (3, 0, 0)
     assert m.train.method == "dpo"  # the larger-peak phase of sft+dpo
     assert m.train.micro_batch_tokens == 2 * 8 * 512
 
 
 def test_measure_peak_on_the_demo_and_cleans_up(home, capsys):
-    check = memory.measure_peak(load_preset("demo"), steps=1)
+    check = peak.measure_peak(load_preset("demo"), steps=1)
     assert check.device in ("cpu", "cuda") and check.steps == 1
     assert check.measured_bytes > 0 and check.estimated_bytes > 0
     assert 16 <= check.seq_len <= 256 and check.tokens >= check.seq_len
@@ -40,6 +41,6 @@ def test_phi2_random_estimate_within_15_percent(home):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     cfg = load_preset("gaming-8gb").replace(**{"model.name": "builtin:phi-2-random", "data.source": "builtin:sample"})
-    check = memory.measure_peak(cfg, steps=3)
+    check = peak.measure_peak(cfg, steps=3)
     assert not check.budget_reduced
     assert abs(check.error) <= 0.15, check.to_dict()

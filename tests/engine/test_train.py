@@ -10,8 +10,9 @@ import threading
 import pytest
 
 from humanlike_tui import events as E
-from humanlike_tui.engine import store as S
-from humanlike_tui.engine.train import lr_at, pack_micro_batches, run_training
+from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.training.schedule import lr_at, pack_micro_batches
+from humanlike_tui.engine.training.run import run_training
 from humanlike_tui.errors import ConfigError, InputError
 
 
@@ -131,20 +132,20 @@ def test_resume_refuses_a_changed_model(demo_cfg):
 
 def test_interrupted_run_leaves_no_adapter_that_looks_complete(demo_cfg, monkeypatch):
     """A crash while the final adapter is written: the half-written folder is never taken as an adapter."""
-    from humanlike_tui.engine import train as T
+    from humanlike_tui.engine.training import run as T
 
     def crash(self, tmp, **kw):
         (tmp / "adapter_model.safetensors").write_bytes(b"half")
         raise RuntimeError("power cut")
 
     rec = Recorder()
-    real_save = T._Trainer.save_adapter
+    real_save = T.Trainer.save_adapter
 
     def save_adapter(self):
         monkeypatch.setattr(type(self.model), "save_pretrained", crash)
         return real_save(self)
 
-    monkeypatch.setattr(T._Trainer, "save_adapter", save_adapter)
+    monkeypatch.setattr(T.Trainer, "save_adapter", save_adapter)
     with pytest.raises(Exception, match="power cut"):
         run_training(demo_cfg, rec)
     run = S.list_runs()[0]
@@ -178,8 +179,12 @@ def test_dpo_and_sft_then_dpo_emit_preference_metrics(demo_cfg):
     run_training(cfg, rec)
     steps = rec.of(E.Step)
     assert [s.phase for s in steps] == ["sft"] * 3 + ["dpo"] * 3
-    assert {"reward_chosen", "reward_rejected", "reward_margin", "pref_accuracy"} <= set(steps[-1].metrics)
+    assert {"reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy"} <= set(steps[-1].metrics)
     assert steps[3].loss == pytest.approx(0.6931, abs=0.05)  # DPO starts at log 2: policy = reference
+    # Both accuracies, under names that say which: log-prob per token, and DPO's implicit reward.
+    final = rec.of(E.Eval)[-1].metrics
+    assert {"eval_logp_accuracy", "eval_logp_margin", "eval_reward_accuracy"} <= set(final)
+    assert 0 <= final["eval_reward_accuracy"] <= 1
 
 
 def test_micro_batch_split_does_not_change_the_result(demo_cfg):
@@ -203,3 +208,28 @@ def test_lr_schedule_warms_up_then_decays(demo_cfg):
     lrs = [lr_at(cfg, s) for s in range(100)]
     assert lrs[0] < lrs[5] < lrs[9] <= 1e-3
     assert lrs[10] == pytest.approx(1e-3) and lrs[99] < 1e-5
+
+
+def test_train_on_prompt_loss_equals_transformers_own(demo_cfg):
+    """With data.train_on_prompt the loss is normalised by the real targets: every token but the first
+    (which nothing predicts). It used to divide by len(prompt) + len(answer), one too many per row."""
+    import torch
+
+    from humanlike_tui.engine import data as D
+    from humanlike_tui.engine import models as M
+    from humanlike_tui.engine.training.objectives import answer_logprobs
+    from humanlike_tui.engine.training.steps import sft_normaliser
+
+    cfg = demo_cfg.replace(**{"quant.mode": "none", "data.train_on_prompt": True})
+    model, tok = M.load_base_model(cfg, M.resolve_precision(cfg, "cpu"))
+    model = M.attach_lora(cfg, model, False).eval()
+    rows, counts = D.load_rows(cfg.data)
+    exs = D.tokenize_rows(rows[:3], tok, cfg.data, counts, False)
+    ids, labels, att = D.pad_batch([D.sft_tensors(e, True) for e in exs], tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = answer_logprobs(model, ids, labels, att, torch.device("cpu"))
+        ours = float(-logp.sum() / sum(sft_normaliser(e, True) for e in exs))
+        theirs = float(model(input_ids=ids, attention_mask=att, labels=labels).loss)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert sft_normaliser(exs[0], True) == len(exs[0].prompt_ids) - 1 + len(exs[0].chosen_ids)
+    assert sft_normaliser(exs[0], False) == len(exs[0].chosen_ids)

@@ -34,7 +34,7 @@ def hostile_rows() -> list[dict]:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     from humanlike_tui.config import load_preset
-    from humanlike_tui.engine.train import run_training
+    from humanlike_tui.engine.training.run import run_training
 
     home = tmp_path_factory.mktemp("trained-home")
     (home / "data").mkdir()

@@ -17,7 +17,7 @@ from reliability_helpers import FAST
 from humanlike_tui import cli
 from humanlike_tui import config as C
 from humanlike_tui.engine import data as D
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import HumanlikeError
 
 
@@ -167,7 +167,7 @@ def test_adapter_made_for_another_base_model(tmp_path, capsys):
                                                "base_model.txt": "microsoft/phi-2\n"})
     assert_input_error(capsys, ["chat", "--adapter", str(adapter), "--prompt", "hi"],
                        "trained on 'microsoft/phi-2', not 'builtin:tiny-phi'", "set model.name = 'microsoft/phi-2'")
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
     from humanlike_tui.errors import ModelError
 
     with pytest.raises(ModelError, match="trained on 'microsoft/phi-2'"):
@@ -261,7 +261,7 @@ records = st.one_of(
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     cfg = C.load_preset("demo")
     return M.load_tokenizer(cfg, M.resolve_model_path(cfg))

@@ -18,7 +18,7 @@ import time
 from reliability_helpers import FAST, start, train_steps, wait_for
 
 from humanlike_tui import cli
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import runs as S
 
 MAX_STEPS = 12
 

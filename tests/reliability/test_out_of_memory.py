@@ -9,14 +9,15 @@ import torch
 from reliability_helpers import FAST_OVERRIDES
 
 from humanlike_tui import events as E
-from humanlike_tui.engine import store as S
-from humanlike_tui.engine import train as T
+from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.training import run as T
 from humanlike_tui.errors import TrainingError
+from humanlike_tui.engine.training import objectives
 
 
 def inject_oom(monkeypatch, should_fail):
     """answer_logprobs raises CUDA's OutOfMemoryError on the training passes where should_fail(n) is true."""
-    real = T.answer_logprobs
+    real = objectives.answer_logprobs
     calls = {"n": 0}
 
     def fake(model, input_ids, labels, attention, device):
@@ -26,7 +27,7 @@ def inject_oom(monkeypatch, should_fail):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         return real(model, input_ids, labels, attention, device)
 
-    monkeypatch.setattr(T, "answer_logprobs", fake)
+    monkeypatch.setattr(objectives, "answer_logprobs", fake)
     return calls
 
 
@@ -82,8 +83,8 @@ def test_oom_beyond_the_limit_fails_clearly_and_keeps_the_checkpoint(oom_cfg, mo
 def test_generation_oom_is_a_message_not_a_crash(trained, monkeypatch, capsys):
     monkeypatch.setenv("HUMANLIKE_TUI_HOME", str(trained.home))
     from humanlike_tui import cli
-    from humanlike_tui.engine.chat_events import GenerationError
-    from humanlike_tui.engine.generate import Generator
+    from humanlike_tui.errors import GenerationError
+    from humanlike_tui.engine.inference.generator import Generator
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB (injected)")

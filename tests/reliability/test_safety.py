@@ -17,7 +17,7 @@ from humanlike_tui import cli
 from humanlike_tui import config as C
 from humanlike_tui import events as E
 from humanlike_tui.engine import data as D
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import ModelError, StoreError
 
 PACKAGE = Path(humanlike_tui.__file__).parent
@@ -34,7 +34,7 @@ def run_cli(capsys, *argv):
 def test_trust_remote_code_is_off_unless_the_config_turns_it_on(monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     assert C.Config().model.trust_remote_code is False
     assert all(C.load_preset(name).model.trust_remote_code is False for name in C.preset_names())
@@ -82,7 +82,7 @@ def test_pickle_only_model_folder_is_refused(tmp_path, capsys):
 
 
 def test_pickle_adapter_is_refused(tmp_path, capsys):
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
@@ -114,7 +114,7 @@ def test_a_tampered_checkpoint_is_not_executed(trained, monkeypatch, tmp_path):
         _, cp = run.latest_checkpoint()
         torch.save({"optimizer": Boom()}, cp / "trainer_state.pt")
         cfg = run.config().replace(**{"train.max_steps": 5})
-        from humanlike_tui.engine.train import run_training
+        from humanlike_tui.engine.training.run import run_training
         from humanlike_tui.errors import TrainingError
 
         with pytest.raises(TrainingError, match="Unpickling|weights_only|Weights only"):
@@ -161,7 +161,7 @@ def test_hostile_rows_are_just_text(trained):
     assert not [p for p in all_files(trained.home) if "PWNED" in p.name]
     assert not Path("PWNED").exists()
 
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     cfg = C.load_preset("demo")
     tok = M.load_tokenizer(cfg, M.resolve_model_path(cfg))
@@ -175,8 +175,8 @@ def test_hostile_rows_are_just_text(trained):
 
 
 def test_data_code_never_evaluates_or_opens_row_content():
-    """A review guard: the data module has no eval/exec/subprocess/os.system, and opens only data.source."""
-    source = (PACKAGE / "engine" / "data.py").read_text(encoding="utf-8")
+    """A review guard: the data modules have no eval/exec/subprocess/os.system, and open only data.source."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((PACKAGE / "engine" / "data").glob("*.py")))
     for banned in ("eval(", "exec(", "subprocess", "os.system", "pickle", "importlib.import_module",
                    "trust_remote_code=True"):
         assert banned not in source, banned

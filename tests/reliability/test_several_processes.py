@@ -24,7 +24,7 @@ from reliability_helpers import FAST_OVERRIDES, child_env, train_steps, wait_for
 
 from humanlike_tui import config as C
 from humanlike_tui import events as E
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import runs as S
 
 pytest.importorskip("accelerate")
 if not __import__("torch").distributed.is_available():
@@ -70,7 +70,7 @@ def test_two_processes_train_resume_and_match_one_process(home, tmp_path):
     two = [m["loss"] for m in run.metrics() if m["kind"] == "train"]
 
     # The same config in one process: the same losses.
-    from humanlike_tui.engine.train import run_training
+    from humanlike_tui.engine.training.run import run_training
 
     events: list = []
     run_training(cfg, events.append, run_name="single")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from humanlike_tui.engine import model as M
+from humanlike_tui.engine import models as M
+from humanlike_tui.engine.models import builtins as builtins_mod
 
 
 def _digest_in_subprocess() -> str:
-    code = ("from humanlike_tui.engine.model import build_tokenizer, _sample_corpus; import hashlib;"
+    code = ("from humanlike_tui.engine.models.builtins import build_tokenizer, _sample_corpus; import hashlib;"
             "print(hashlib.sha256(build_tokenizer(_sample_corpus()).backend_tokenizer.to_str().encode()).hexdigest())")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -17,7 +18,7 @@ def _digest_in_subprocess() -> str:
 def test_tokenizer_is_the_same_in_another_process():
     import hashlib
 
-    here = hashlib.sha256(M.build_tokenizer(M._sample_corpus()).backend_tokenizer.to_str().encode()).hexdigest()
+    here = hashlib.sha256(M.build_tokenizer(builtins_mod._sample_corpus()).backend_tokenizer.to_str().encode()).hexdigest()
     assert _digest_in_subprocess() == here
 
 
@@ -32,7 +33,7 @@ def test_tiny_model_weights_are_deterministic(tmp_path, monkeypatch):
 
 
 def test_tiny_tokenizer_round_trips_emoji_and_has_distinct_pad():
-    tok = M.build_tokenizer(M._sample_corpus())
+    tok = M.build_tokenizer(builtins_mod._sample_corpus())
     text = "Haha, that's awesome! 😂🎉 What about you?"
     assert tok.decode(tok(text)["input_ids"]) == text
     assert tok.pad_token_id != tok.eos_token_id
@@ -65,5 +66,5 @@ def test_a_second_build_never_deletes_a_complete_copy(tmp_path, monkeypatch):
     late = tmp_path / "late-build"
     late.mkdir()
     (late / "COMPLETE").write_text("x")
-    M._install_builtin(late, target)
+    builtins_mod._install_builtin(late, target)
     assert not late.exists() and M.file_digest(target / "model.safetensors") == before

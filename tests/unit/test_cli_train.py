@@ -45,12 +45,12 @@ def test_unknown_hub_dataset_offline_says_what_to_do(capsys):
 
 
 def test_training_failure_exits_1(capsys, monkeypatch):
-    from humanlike_tui.engine import train as T
+    from humanlike_tui.engine.training import run as T
 
     def boom(self, step):
         raise RuntimeError("device fell off the bus")
 
-    monkeypatch.setattr(T._Trainer, "train_one", boom)
+    monkeypatch.setattr(T.Trainer, "train_one", boom)
     code = main(["train", "--preset", "demo", "--set", "train.max_steps=2"])
     assert code == 1 and "device fell off the bus" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from humanlike_tui.config import Config, DataConfig
+from humanlike_tui.config import DataConfig
 from humanlike_tui.engine import data as D
 from humanlike_tui.errors import DataError
 
@@ -14,7 +14,7 @@ from humanlike_tui.errors import DataError
 @pytest.fixture(scope="module")
 def tok():
     from humanlike_tui.config import load_preset
-    from humanlike_tui.engine.model import load_tokenizer, resolve_model_path
+    from humanlike_tui.engine.models.loading import load_tokenizer, resolve_model_path
 
     cfg = load_preset("demo")
     return load_tokenizer(cfg, resolve_model_path(cfg))

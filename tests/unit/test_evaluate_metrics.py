@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from humanlike_tui.engine import evaluate as ev
+from humanlike_tui.engine import evaluation as ev
+from humanlike_tui import records
 
 
 @pytest.mark.parametrize("text", [
@@ -92,7 +93,7 @@ def test_length_diversity_and_repetition():
         "contractions_per_100_words": 0.0, "mean_words": 5.5, "distinct_2": 1.0, "repeated_ngram_rate": 0.0,
         "stopped_rate": 0.5})
     assert ev.style_figures(["written answer"])["stopped_rate"] is None
-    assert set(ev.style_figures([])) == set(ev.STYLE_KEYS)
+    assert set(ev.style_figures([])) == set(records.STYLE_KEYS)
 
 
 def test_preference_figures_are_length_normalized():
@@ -113,7 +114,7 @@ def test_loss_figures():
 def test_dpo_loss_matches_a_hand_computed_pair():
     import torch
 
-    from humanlike_tui.engine.train import dpo_loss
+    from humanlike_tui.engine.training.objectives import dpo_loss
 
     pc, pr, rc, rr, beta = -12.0, -20.0, -14.0, -18.0, 0.1
     # By hand: chosen reward 0.1*(-12+14) = 0.2, rejected reward 0.1*(-20+18) = -0.2,

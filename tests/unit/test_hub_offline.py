@@ -9,7 +9,7 @@ import time
 import pytest
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.engine import hub
+from humanlike_tui.engine.models import hub as hub
 from humanlike_tui.errors import DataError, ModelError
 
 
@@ -67,7 +67,7 @@ def test_a_mirror_is_probed_where_it_lives(monkeypatch):
 
 def test_engine_loaders_fail_fast_with_their_own_messages(empty_cache, no_network):
     from humanlike_tui.engine import data as D
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     cfg = load_preset("gaming-8gb")
     start = time.monotonic()

@@ -7,9 +7,11 @@ import json
 import pytest
 
 from humanlike_tui.cli import main
-from humanlike_tui.engine import hardware
-from humanlike_tui.engine.hardware import (BnbInfo, GpuInfo, GpuProcess, HardwareReport, NvmlReport, SystemInfo,
-                                           TorchInfo, recommendations)
+from humanlike_tui.engine import hardware as hardware
+from humanlike_tui.engine.hardware.probe import BnbInfo, HardwareReport, SystemInfo, TorchInfo, recommendations
+from humanlike_tui.engine.hardware.gpu import GpuInfo, GpuProcess, NvmlReport
+from humanlike_tui.engine.bench import peak
+from humanlike_tui.engine.hardware import probe as probe_mod
 
 GiB = 2**30
 SYSTEM = SystemInfo(os="Linux 6.1", python="CPython 3.11.7", cpu_count=8, ram_total=32 * GiB,
@@ -41,7 +43,7 @@ def no_driver_report() -> HardwareReport:
 @pytest.fixture
 def fake_probe(monkeypatch):
     def use(report: HardwareReport):
-        monkeypatch.setattr(hardware, "probe_hardware", lambda check_bnb=True: report)
+        monkeypatch.setattr(probe_mod, "probe_hardware", lambda check_bnb=True: report)
     return use
 
 
@@ -115,12 +117,11 @@ def test_real_probe_end_to_end(capsys):
 
 
 def test_measure_flag_prints_measured_next_to_estimate(fake_probe, monkeypatch, capsys):
-    from humanlike_tui.engine import memory
 
     fake_probe(gpu_report())
-    fake = memory.PeakCheck(device="cuda", steps=3, measured_bytes=5 * GiB, estimated_bytes=4 * GiB, seq_len=512,
+    fake = peak.PeakCheck(device="cuda", steps=3, measured_bytes=5 * GiB, estimated_bytes=4 * GiB, seq_len=512,
                             tokens=4096, budget_reduced=False, run_id="x")
-    monkeypatch.setattr(memory, "measure_peak", lambda cfg, steps: fake)
+    monkeypatch.setattr(peak, "measure_peak", lambda cfg, steps: fake)
     assert main(["hw", "--preset", "gaming-8gb", "--measure"]) == 0
     assert "+25%" in capsys.readouterr().out
     assert main(["hw", "--json", "--preset", "gaming-8gb", "--measure", "2"]) == 0

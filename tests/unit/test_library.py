@@ -10,10 +10,11 @@ import shutil
 import pytest
 
 from humanlike_tui import cli
-from humanlike_tui.engine import library as L
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import library as L
+from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import InputError, StoreError
 from tiny_run import RUN_NAME, install_run
+from humanlike_tui.engine.storage import export as export_mod
 
 
 def make_interrupted(home, name="half-done"):
@@ -82,18 +83,19 @@ def test_export_merged_equals_base_plus_adapter(home, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from humanlike_tui.engine import model as M
+    from humanlike_tui.engine import models as M
 
     install_run(home)
-    out = L.export_merged(RUN_NAME, tmp_path / "merged")
+    out = export_mod.export_merged(RUN_NAME, tmp_path / "merged", merge_into="original")
     names = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", L.EXPORT_MARKER} <= names
+    assert {"model.safetensors", "config.json", "tokenizer.json", export_mod.EXPORT_MARKER} <= names
     assert not any(n.endswith((".bin", ".pt")) for n in names)
-    marker = json.loads((out / L.EXPORT_MARKER).read_text())
+    marker = json.loads((out / export_mod.EXPORT_MARKER).read_text())
     assert marker["run"] == RUN_NAME and marker["dtype"] == "float32"
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert merged.config.use_cache is True
-    # The same numbers as the unquantized base with the adapter on top.
+    # merge_into="original": the same numbers as the unquantized base with the adapter on top (the default,
+    # "trained", equals the chat path instead: tests/engine/test_export_merge.py).
     cfg = S.get_run(RUN_NAME).config().replace(**{"quant.mode": "none", "quant.double_quant": False,
                                                    "quant.compute_dtype": "fp32"})
     base, _ = M.load_base_model(cfg, M.Precision("cpu", "fp32", False))
@@ -109,21 +111,21 @@ def test_export_never_overwrites_a_foreign_folder(home, tmp_path):
     mine.mkdir()
     (mine / "thesis.txt").write_text("precious")
     with pytest.raises(InputError, match="exists and is not empty"):
-        L.export_merged(RUN_NAME, mine)
+        export_mod.export_merged(RUN_NAME, mine)
     assert (mine / "thesis.txt").read_text() == "precious"
     earlier = tmp_path / "earlier"
     earlier.mkdir()
-    (earlier / L.EXPORT_MARKER).write_text("{}")
+    (earlier / export_mod.EXPORT_MARKER).write_text("{}")
     with pytest.raises(InputError, match="--force"):
-        L.export_merged(RUN_NAME, earlier)
+        export_mod.export_merged(RUN_NAME, earlier)
     with pytest.raises(InputError, match="dtype"):
-        L.export_merged(RUN_NAME, tmp_path / "x", dtype="int4")
+        export_mod.export_merged(RUN_NAME, tmp_path / "x", dtype="int4")
 
 
 def test_export_refuses_an_unfinished_run(home, tmp_path):
     make_interrupted(home)
     with pytest.raises(StoreError, match="no finished adapter to export.*resume"):
-        L.export_merged("half-done", tmp_path / "out")
+        export_mod.export_merged("half-done", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -163,7 +165,7 @@ def test_adapters_export_command(home, tmp_path, capsys):
     install_run(home)
     assert cli.main(["adapters", "export", RUN_NAME, str(tmp_path / "out"), "--dtype", "bfloat16"]) == 0
     assert "exported tiny-chat" in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / L.EXPORT_MARKER).read_text())["dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "out" / export_mod.EXPORT_MARKER).read_text())["dtype"] == "bfloat16"
     assert cli.main(["adapters", "export", RUN_NAME, str(tmp_path / "out")]) == 2
     assert cli.main(["adapters", "export", RUN_NAME, str(tmp_path / "out"), "--force"]) == 0
 
@@ -172,6 +174,6 @@ def test_library_and_generate_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, humanlike_tui.engine.library, humanlike_tui.engine.generate, humanlike_tui.engine.chat_events;"
+    code = ("import sys, humanlike_tui.engine.storage.library, humanlike_tui.engine.inference.generator;"
             "assert 'torch' not in sys.modules and 'textual' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

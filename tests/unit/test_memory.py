@@ -9,9 +9,12 @@ import math
 import pytest
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.engine import memory
-from humanlike_tui.engine.memory import GiB, MiB, plan_memory
+from humanlike_tui.engine import planning as memory
+from humanlike_tui.engine.planning.shapes import GiB, MiB
+from humanlike_tui.engine.planning.advice import plan_memory
 from humanlike_tui.errors import ModelError
+from humanlike_tui.engine.models import precision as precision_mod
+from humanlike_tui.engine.planning import shapes as shapes_mod
 
 # ---- phi-2, by hand ------------------------------------------------------------------------------
 # microsoft/phi-2: vocab V, hidden h, intermediate I, L layers, n heads of 80 dims, every linear has a
@@ -133,10 +136,10 @@ def test_micro_batch_tokens_and_dpo():
 
 
 def test_compute_dtype_resolution():
-    assert memory.resolve_compute("auto", "cuda", bf16=True) == "bf16"
-    assert memory.resolve_compute("auto", "cuda", bf16=False) == "fp16"  # Turing
-    assert memory.resolve_compute("auto", "cpu", bf16=True) == "fp32"
-    assert memory.resolve_compute("bf16", "cpu", bf16=False) == "bf16"
+    assert precision_mod.resolve_compute("auto", "cuda", bf16=True) == "bf16"
+    assert precision_mod.resolve_compute("auto", "cuda", bf16=False) == "fp16"  # Turing
+    assert precision_mod.resolve_compute("auto", "cpu", bf16=True) == "fp32"
+    assert precision_mod.resolve_compute("bf16", "cpu", bf16=False) == "bf16"
 
 
 def test_autocast_off_keeps_phi2_activations_in_bf16(phi2_shapes):
@@ -153,7 +156,7 @@ def test_autocast_off_keeps_phi2_activations_in_bf16(phi2_shapes):
 
 
 def test_precision_resolution_mirrors_the_memory_plan():
-    from humanlike_tui.engine.model import resolve_precision
+    from humanlike_tui.engine.models.precision import resolve_precision
 
     cfg = load_preset("gaming-8gb")
     bf16 = cfg.replace(**{"quant.compute_dtype": "bf16"})
@@ -250,7 +253,7 @@ def test_phi2_offline_uses_known_shapes_without_the_network(monkeypatch):
         calls.append(local_only)
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
-    monkeypatch.setattr(memory, "_hub_config", no_hub)
+    monkeypatch.setattr(shapes_mod, "_hub_config", no_hub)
     hf_config, source = memory.hf_config_for("microsoft/phi-2")
     assert "known shapes" in source and hf_config.hidden_size == H and hf_config.vocab_size == V
     assert calls == [True]  # only the cache was asked: an offline machine does not wait for the hub
@@ -260,7 +263,7 @@ def test_unknown_hub_model_offline_names_the_problem_and_the_fix(monkeypatch):
     def no_hub(name, revision, trust, local_only):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
-    monkeypatch.setattr(memory, "_hub_config", no_hub)
+    monkeypatch.setattr(shapes_mod, "_hub_config", no_hub)
     with pytest.raises(ModelError) as err:
         memory.hf_config_for("someone/some-model")
     text = str(err.value)
@@ -281,7 +284,7 @@ def test_unknown_lora_target_is_a_note_not_a_crash(phi2_shapes):
 
 
 def test_logits_chunk_matches_the_engine():
-    train = pytest.importorskip("humanlike_tui.engine.train")
+    train = pytest.importorskip("humanlike_tui.engine.training.objectives")
     assert memory.LOGP_CHUNK == train.LOGP_CHUNK
 
 

@@ -1,5 +1,5 @@
 """The engine's plan for a step: checkpointing only when the step would need more passes without it,
-and the largest pass that engine.memory's model says fits (phi-2 on an 8 GB card, tiny-phi on a CPU)."""
+and the largest pass that planning.estimate's model says fits (phi-2 on an 8 GB card, tiny-phi on a CPU)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.engine import memory
-from humanlike_tui.engine import model as M
-from humanlike_tui.engine.train import VRAM_PLAN_CAP, PassPlan, largest_tokens, plan_passes, vram_plan_limit
+from humanlike_tui.engine import planning as memory
+from humanlike_tui.engine import models as M
+from humanlike_tui.engine.planning.passes import VRAM_PLAN_CAP, PassPlan, largest_tokens, plan_passes, vram_plan_limit
 
 GiB = 2**30
 STEP = 16 * 130  # 16 samples of the builtin sample's longest length

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from humanlike_tui.engine import store as S
+from humanlike_tui.engine.storage import runs as S
 
 
 def test_pid_alive_sees_this_process_and_not_a_finished_one():
@@ -102,7 +102,7 @@ sys.exit(1 if failed else 0)
 def test_peak_rss_has_a_figure_without_resource(monkeypatch):
     import builtins
 
-    from humanlike_tui.engine import procmem
+    from humanlike_tui.engine.hardware import procmem as procmem
 
     real_import = builtins.__import__
 
@@ -119,7 +119,7 @@ def test_peak_rss_has_a_figure_without_resource(monkeypatch):
 def test_windows_peak_is_the_peak_working_set(monkeypatch):
     import psutil
 
-    from humanlike_tui.engine import procmem
+    from humanlike_tui.engine.hardware import procmem as procmem
 
     class Info:
         rss, peak_wset = 100, 12345678  # psutil's memory_info() on Windows has peak_wset

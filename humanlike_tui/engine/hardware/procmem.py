@@ -43,3 +43,20 @@ def _windows_peak() -> int:
         return int(getattr(info, "peak_wset", 0) or info.rss)
     except Exception:  # noqa: BLE001 - a missing figure must not stop training
         return 0
+
+
+def peak_memory_bytes(device: str) -> int:
+    """The peak a run reports: torch's reserved peak on a GPU, the process's peak resident memory on the CPU."""
+    import torch
+
+    if device == "cuda":
+        return int(torch.cuda.max_memory_reserved())
+    return peak_rss_bytes()  # CPU: the process's peak resident memory
+
+def device_memory(device) -> tuple[int, int]:
+    """(allocated, reserved) bytes torch holds on a CUDA device; (0, 0) on the CPU."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return 0, 0
+    import torch
+
+    return int(torch.cuda.memory_allocated(device)), int(torch.cuda.memory_reserved(device))

@@ -4,7 +4,8 @@
       config.toml          the run's config (what --resume uses)
       meta.json            status, base model, data counts, steps, losses, duration, memory, versions
       metrics.jsonl        one line per step / eval event
-      run.lock             pid of the process training it (a dead pid = interrupted)
+      run.lock             held (an OS file lock) by the process training it, with its pid and start time;
+                           nothing touches a run folder before this lock is held (a dead pid = interrupted)
       checkpoints/step-000050/   adapter + optimizer + scheduler + RNG, COMPLETE written last
       adapter/             the final adapter (peft safetensors), COMPLETE written last
 
@@ -16,6 +17,7 @@ half-written adapter that looks complete. Stdlib only, so the UI can list runs w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -23,7 +25,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 

@@ -1,0 +1,255 @@
+"""Reading rows: local .jsonl/.json/.csv/.parquet files, the builtin sample, or a hub data set;
+every row checked, bad ones dropped and counted with the reason."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from humanlike_tui.config import DataConfig
+from humanlike_tui.errors import DataError
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+MAX_FIELD_CHARS = 200_000  # a single gigantic field is dropped, not tokenized for minutes
+
+
+@dataclass
+class DataCounts:
+    source: str
+    rows_read: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    rows_kept: int = 0
+    train_rows: int = 0
+    eval_rows: int = 0
+    tokens_mean: float = 0.0
+    tokens_max: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "rows_read": self.rows_read, "rows_kept": self.rows_kept,
+                "dropped": dict(sorted(self.dropped.items())), "train_rows": self.train_rows,
+                "eval_rows": self.eval_rows, "tokens_mean": round(self.tokens_mean, 1),
+                "tokens_max": self.tokens_max}
+
+
+@dataclass(frozen=True)
+class Row:
+    prompt: str
+    chosen: str
+    rejected: str | None
+
+
+def load_records(dcfg: DataConfig, counts: DataCounts) -> Iterable[Any]:
+    """Raw records from the builtin sample, a local file, or the hub. Undecodable lines are counted."""
+    source = dcfg.source.strip()
+    if source == "builtin:sample":
+        text = resources.files("humanlike_tui.data").joinpath("sample.jsonl").read_text(encoding="utf-8")
+        return list(_jsonl_records(text.splitlines(), counts))
+    path = Path(source).expanduser()
+    if path.suffix.lower() in LOCAL_SUFFIXES or _exists(path):
+        return _local_records(path, dcfg, counts)
+    return _hub_records(source, dcfg)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system is no local file
+        return False
+
+
+def _jsonl_records(lines: Iterable[str], counts: DataCounts) -> Iterable[Any]:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError:
+            counts.rows_read += 1
+            counts.dropped["malformed JSON line"] += 1
+        except RecursionError:  # '[[[[...' thousands deep: the decoder gives up, the line is skipped
+            counts.rows_read += 1
+            counts.dropped["JSON nested too deep"] += 1
+
+
+def _local_records(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any]:
+    try:
+        return _read_local(path, dcfg, counts)
+    except OSError as exc:  # permissions, a name too long for the file system, a vanished disk ...
+        raise DataError(f"data.source: cannot read {_short(path)} ({exc.strerror or type(exc).__name__}); "
+                        "check that the file exists and is readable by you") from None
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]}"
+
+
+def _read_local(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any]:
+    if not path.exists():
+        raise DataError(f"data.source: file {path} not found; check the path, or use builtin:sample")
+    if path.is_dir():
+        raise DataError(f"data.source: {path} is a folder; name a .jsonl, .json, .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise DataError(f"data.source: {path.name} has an unsupported type; use .jsonl, .json, .csv or .parquet")
+    if path.stat().st_size == 0:
+        raise DataError(f"data.source: {path} is empty; it needs rows with "
+                        f"{dcfg.prompt_column!r} and {dcfg.chosen_column!r} fields")
+    if suffix == ".jsonl":
+        return list(_jsonl_records(_text_lines(path, counts), counts))
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"data.source: {path} is not UTF-8 text; save it as UTF-8") from None
+        except ValueError as exc:
+            raise DataError(f"data.source: {path} is not valid JSON ({exc}); for one object per line "
+                            "use a .jsonl file") from None
+        except RecursionError:
+            raise DataError(f"data.source: {path} is nested too deeply to read as JSON; "
+                            "rows must be objects with text fields") from None
+        if isinstance(data, dict):  # {"train": [...]} or a columnar {"prompt": [...], ...}
+            data = data.get(dcfg.split, data)
+            if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+                # Columns of unequal length: the rows past a short column lack that field and are
+                # dropped and counted ('missing chosen'), never silently cut to the shortest column.
+                keys = list(data)
+                data = [dict(zip(keys, vals)) for vals in itertools.zip_longest(*data.values())]
+                for row in data:
+                    for key in [k for k, v in row.items() if v is None]:
+                        del row[key]
+        if not isinstance(data, list):
+            raise DataError(f"data.source: {path} must hold a list of rows")
+        return data
+    return _tabular_records(path, suffix)
+
+
+def _text_lines(path: Path, counts: DataCounts) -> Iterable[str]:
+    """Lines of a text file; a line that is not UTF-8 is skipped and counted, not fatal."""
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                counts.rows_read += 1
+                counts.dropped["not UTF-8"] += 1
+
+
+def _tabular_records(path: Path, suffix: str) -> list[Any]:
+    try:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path) if suffix == ".parquet" else pcsv.read_csv(path)
+        return table.to_pylist()  # inside the try: a CSV that is not UTF-8 fails only here
+    except UnicodeDecodeError:
+        raise DataError(f"data.source: {path} is not UTF-8 text; save it as UTF-8") from None
+    except Exception as exc:  # pyarrow raises many types for a bad file
+        raise DataError(f"data.source: cannot read {path.name} ({type(exc).__name__}: {exc})") from None
+
+
+def _hub_records(name: str, dcfg: DataConfig) -> Any:
+    from humanlike_tui.engine.models.hub import fail_fast_if_unreachable
+
+    fail_fast_if_unreachable(name, "dataset", lambda why: _hub_data_error(name, why))
+    try:
+        import datasets
+
+        return datasets.load_dataset(name, split=dcfg.split)
+    except Exception as exc:  # network, auth, missing split: all end the same way for the user
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise _hub_data_error(name, first) from None
+
+
+def _hub_data_error(name: str, why: str) -> DataError:
+    return DataError(
+        f"data.source: could not load {name!r} from the Hugging Face Hub ({why}). Check the name and "
+        "your internet connection, or use a local file (data.source = 'rows.jsonl' with prompt/chosen/"
+        "rejected fields) or the offline sample (data.source = 'builtin:sample').")
+
+
+def check_rows(records: Iterable[Any], dcfg: DataConfig, counts: DataCounts, need_rejected: bool) -> list[Row]:
+    """Keep rows whose fields are non-empty strings; count every skipped row by its reason."""
+    rows: list[Row] = []
+    columns = [dcfg.prompt_column, dcfg.chosen_column] + ([dcfg.rejected_column] if need_rejected else [])
+    seen_any_column = False
+    for rec in records:
+        counts.rows_read += 1
+        if not isinstance(rec, dict):
+            counts.dropped["not an object"] += 1
+            continue
+        seen_any_column |= any(c in rec for c in columns)
+        reason = _row_problem(rec, columns)
+        if reason:
+            counts.dropped[reason] += 1
+            continue
+        rejected = rec.get(dcfg.rejected_column) if dcfg.rejected_column else None
+        rows.append(Row(rec[dcfg.prompt_column], rec[dcfg.chosen_column],
+                        rejected if isinstance(rejected, str) and rejected.strip() and _encodable(rejected) else None))
+        if dcfg.max_rows and len(rows) >= dcfg.max_rows:
+            break
+    unreadable = sum(counts.dropped[r] for r in READ_PROBLEMS)
+    if counts.rows_read == 0 or (not rows and not seen_any_column and unreadable < counts.rows_read):
+        raise DataError(f"data.source: no rows with the columns {', '.join(map(repr, columns))} in "
+                        f"{counts.source}; set data.prompt_column / chosen_column / rejected_column to the "
+                        "names your data uses")
+    if not rows:
+        fixes = [FIXES[r] for r, _ in counts.dropped.most_common() if r in FIXES]
+        fix = "; ".join(dict.fromkeys(fixes + [f"every row needs non-empty text fields {', '.join(columns)}"]))
+        raise DataError(f"data.source: none of the {counts.rows_read} rows in {counts.source} is usable "
+                        f"({reasons_text(counts)}); {fix}")
+    return rows
+
+
+# Problems found before a row's fields can be read, and the fix for each kind of dropped row.
+READ_PROBLEMS = ("not UTF-8", "malformed JSON line", "JSON nested too deep", "not an object")
+
+
+FIXES = {"not UTF-8": "save the file as UTF-8 text",
+         "malformed JSON line": "each line of a .jsonl file must be one JSON object, e.g. "
+                                '{"prompt": "...", "chosen": "...", "rejected": "..."}',
+         "JSON nested too deep": "rows must be flat JSON objects with text fields",
+         "not an object": "each row must be a JSON object with named fields",
+         "over max_length": f"rows longer than {MAX_FIELD_CHARS:,} characters are dropped; shorten or split them"}
+
+
+def _row_problem(rec: dict, columns: list[str]) -> str | None:
+    for c in columns:
+        v = rec.get(c)
+        if v is None:
+            return f"missing {c}"
+        if not isinstance(v, str):
+            return f"{c} not a string"
+        if not v.strip():
+            return f"empty {c}"
+        if len(v) > MAX_FIELD_CHARS:
+            return "over max_length"
+        if not _encodable(v):
+            return f"{c} not valid Unicode"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    """False for text the tokenizer cannot take: a JSON escape like "\\ud800" decodes to a lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def reasons_text(counts: DataCounts) -> str:
+    return ", ".join(f"{n} {why}" for why, n in counts.dropped.most_common()) or "no reason recorded"
+
+
+def load_rows(dcfg: DataConfig, need_rejected: bool = False) -> tuple[list[Row], DataCounts]:
+    counts = DataCounts(source=dcfg.source)
+    rows = check_rows(load_records(dcfg, counts), dcfg, counts, need_rejected)
+    return rows, counts

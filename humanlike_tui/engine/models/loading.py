@@ -1,0 +1,200 @@
+"""Base model loading (quantized or not) from a builtin, a local folder or the hub; safetensors only."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+from humanlike_tui.config import Config
+from humanlike_tui.errors import ModelError
+from humanlike_tui.engine.models.builtins import ensure_builtin, quiet_libraries
+from humanlike_tui.engine.models.precision import Precision
+
+
+def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:
+    """A local folder, a builtin (made on first use), or the hub id unchanged."""
+    name = cfg.model.name.strip()
+    if name == "builtin:smollm2-135m":
+        from humanlike_tui.engine.models.gguf_import import ensure_smollm2
+
+        return str(ensure_smollm2(progress=stage_logger(name, log)))
+    if name.startswith("builtin:"):
+        return str(ensure_builtin(name, log))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"model.name: {path} is a folder without config.json; point it at a saved "
+                             "transformers model, or use a hub id or builtin:tiny-phi")
+        refuse_pickle_only(path)
+        return str(path)
+    if name.startswith(("/", ".", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelError(f"model.name: local folder {name} does not exist; check the path")
+    from humanlike_tui.engine.models.hub import fail_fast_if_unreachable
+
+    fail_fast_if_unreachable(name, "model", lambda why: hub_error(name, OSError(why)))
+    return name
+
+
+def stage_logger(name: str, log) -> Callable[[str, int, int], None]:
+    """Progress of a long first-use step (download, extract, convert) as log lines, one per ~10%."""
+    seen: dict[str, int] = {}
+    words = {"download": "downloading", "extract": "unpacking", "convert": "converting tensors", "save": "saving",
+             "wait": "waiting for another process making it"}
+
+    def report(stage: str, done: int, total: int) -> None:
+        tenth = int(10 * done / total) if total else 0
+        if seen.get(stage) == tenth:
+            return
+        seen[stage] = tenth
+        size = f" {done / 2**20:.0f}/{total / 2**20:.0f} MB" if stage in ("download", "extract") and total else ""
+        count = f" {done}/{total}" if stage == "convert" and total else ""
+        log(f"{name} (first use only): {words.get(stage, stage)}{size}{count}")
+    return report
+
+
+def refuse_pickle_only(path: Path) -> None:
+    """Weights load only from safetensors: a pickle can run code when loaded."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    if pickles:
+        raise ModelError(f"{path}: holds only pickle weights ({', '.join(pickles[:3])}); they can run code when "
+                         "loaded, so they are refused. Convert them to safetensors (model.save_pretrained("
+                         "dir, safe_serialization=True) in a trusted Python) and point model.name there.")
+    raise ModelError(f"{path}: no *.safetensors weights found")
+
+
+def hub_error(name: str, exc: BaseException) -> ModelError:
+    return ModelError(
+        f"model.name: could not load {name!r} from the Hugging Face Hub ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:200] if str(exc) else 'no details'}). Check the name and your internet "
+        "connection (a gated model also needs `huggingface-cli login`), or work offline with a local folder "
+        "(model.name = '/path/to/model') or the builtin models: builtin:tiny-phi (preset demo) or "
+        "builtin:phi-2-random.")
+
+
+def load_tokenizer(cfg: Config, path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision or None,
+                                            trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise hub_error(path, exc) from None
+    if tok.eos_token is None:
+        raise ModelError(f"{path}: the tokenizer has no EOS token, so answers could not learn to stop")
+    use_turn_end_as_eos(tok, cfg.data.template)
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        # The original recipe's bug: pad = EOS, then EOS got masked out with the padding and the
+        # model never learned to stop. We mask padding by position, never by token id, and give the
+        # tokenizer a distinct pad token where one exists in the vocabulary (else reuse EOS safely).
+        tok.pad_token = distinct_pad_token(tok)
+    tok.padding_side = "right"
+    return tok
+
+
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|endoftext|>")
+
+
+def distinct_pad_token(tok) -> str:
+    """A pad token other than EOS from the vocabulary (Llama 3's reserved pad, <pad>, <|endoftext|> when EOS
+    is a turn-end token, or UNK), else EOS itself, which is safe because padding is masked by position."""
+    vocab = tok.get_vocab()
+    for candidate in PAD_CANDIDATES + ((tok.unk_token,) if tok.unk_token else ()):
+        if candidate and candidate != tok.eos_token and candidate in vocab:
+            return candidate
+    return tok.eos_token
+
+
+def use_turn_end_as_eos(tok, template: str) -> None:
+    """With a chat template, an answer ends where the template closes the assistant's turn ('<|im_end|>',
+    '<end_of_turn>', '<|eot_id|>' ...). Make that token EOS, so training appends it to every answer and
+    generation stops on it, for every family alike."""
+    from humanlike_tui.engine.data.formatting import chat_turn_end, resolve_template
+
+    if resolve_template(template, tok) != "chat":
+        return
+    end = chat_turn_end(tok)
+    if end and end != tok.eos_token:
+        tok.eos_token = end
+
+
+def quantization_config(cfg: Config, precision: Precision):
+    from transformers import BitsAndBytesConfig
+
+    mode = cfg.quant.mode
+    if mode in ("nf4", "fp4"):
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=mode,
+                                  bnb_4bit_compute_dtype=precision.torch_dtype,
+                                  bnb_4bit_use_double_quant=cfg.quant.double_quant,
+                                  bnb_4bit_quant_storage="uint8")
+    if mode == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_base_model(cfg: Config, precision: Precision, device_index: int = 0, log=lambda msg: None):
+    """The frozen base model, quantized per `quant.*`, on the device, with SDPA attention."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_libraries()
+    path = resolve_model_path(cfg, log)
+    tokenizer = load_tokenizer(cfg, path)
+    kwargs: dict[str, Any] = dict(
+        dtype=precision.torch_dtype, attn_implementation=cfg.model.attn_implementation,
+        trust_remote_code=cfg.model.trust_remote_code, use_safetensors=True,
+        revision=cfg.model.revision or None)
+    qcfg = quantization_config(cfg, precision)
+    if qcfg is not None:
+        kwargs["quantization_config"] = qcfg
+    if precision.device == "cuda":
+        kwargs["device_map"] = {"": device_index}
+    log(f"loading {cfg.model.name} ({cfg.quant.mode}, {precision.compute} compute, {precision.device})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as exc:
+            if Path(path).exists():
+                raise ModelError(f"model.name: cannot load {path}: {exc}") from None
+            raise hub_error(path, exc) from None
+        except ImportError as exc:
+            raise ModelError(f"quant.mode = {cfg.quant.mode!r} needs bitsandbytes working here ({exc}); "
+                             "install it (pip install bitsandbytes) or set quant.mode = 'none'") from None
+    if precision.device == "cpu" and qcfg is None:
+        model = model.to(torch.float32)
+    model.config.use_cache = False
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    for p in model.parameters():
+        p.requires_grad_(False)
+    keep_cpu_4bit_layout(model)
+    use_fused_gelu(model)
+    return model, tokenizer
+
+
+def use_fused_gelu(model) -> int:
+    """Swap the Python tanh-GELU (phi's `gelu_new`: pow, mul, add, tanh, ... about eight kernels, each
+    keeping an intermediate-sized tensor for backward) for torch's one-kernel GELU with the same tanh
+    formula. Same function up to rounding; on phi-2 its MLP runs in fp32 under bitsandbytes, so those
+    eight passes over 10240 values per token are a large share of a step. Returns how many it swapped."""
+    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) in (NewGELUActivation, FastGELUActivation):
+                setattr(module, name, GELUTanh())
+                swapped += 1
+    return swapped
+
+
+def keep_cpu_4bit_layout(model) -> None:
+    """bitsandbytes 0.50 repacks 4-bit weights for AVX512-BF16 CPUs the first time a layer runs in eval
+    mode; after that, training on the same layer fails ('a view of a leaf Variable ... in-place').
+    We switch evaluation and training on one model, so keep the portable layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

@@ -1,0 +1,241 @@
+"""The training loop: set-up (data, model, LoRA, optimizer, pass plan), then steps until max_steps, a stop
+or a pause, with evaluation, checkpoints and progress events. The pieces live beside it: steps.py (one
+optimizer step), heldout.py (evaluation), checkpoints.py, reference.py (DPO), distributed.py.
+See run.py for the entry point."""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from humanlike_tui.config import Config
+from humanlike_tui.energy import EnergyMeter
+from humanlike_tui.engine import data as D
+from humanlike_tui.engine import models as M
+from humanlike_tui.engine.hardware.procmem import device_memory, peak_memory_bytes
+from humanlike_tui.engine.hardware.sampler import gpu_power_reader, read_watts
+from humanlike_tui.engine.planning.passes import plan_for_device
+from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.training.checkpoints import TrainState, read_checkpoint, write_checkpoint
+from humanlike_tui.engine.training.distributed import Dist, agreed_flags, barrier, sum_across
+from humanlike_tui.engine.training.heldout import HeldOut
+from humanlike_tui.engine.training.reference import DpoReference
+from humanlike_tui.engine.training.schedule import lr_at, phase_of
+from humanlike_tui.engine.training.steps import StepRunner
+from humanlike_tui.errors import InputError, TrainingError
+from humanlike_tui.events import CheckpointSaved, DataReport, Emit, Eval, Log, Step, Stopped
+
+RATE_WINDOW = 20  # steps averaged for tokens/s and the ETA
+STEP_GAP_S = 600.0  # power is read once per step: bridge steps up to this long
+
+
+class Trainer:
+    def __init__(self, cfg: Config, emit: Emit, stop: threading.Event, pause: threading.Event,
+                 run: S.Run, dist: Dist, power: Callable[[], float | None] | None):
+        self.cfg, self.emit_all, self.stop, self.pause, self.run, self.dist = cfg, emit, stop, pause, run, dist
+        self.power = power
+        self.energy = EnergyMeter(max_gap_s=STEP_GAP_S)
+        self.per_step = cfg.train.batch_size * cfg.train.grad_accum
+        self.state = TrainState()
+        self.last_eval_metrics: dict[str, float] = {}
+        self.order_cache: dict = {}
+        self.elapsed_before = 0.0
+        self.t0 = time.perf_counter()
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def emit(self, event) -> None:
+        if self.dist.main:
+            self.emit_all(event)
+
+    def log(self, msg: str, level: str = "info") -> None:
+        self.emit(Log(msg, level))
+
+    def setup(self) -> None:
+        import torch
+
+        cfg = self.cfg
+        dpo = cfg.train.method != "sft"
+        rows, counts = D.load_rows(cfg.data, need_rejected=dpo)
+        self.precision = M.resolve_precision(cfg, "cuda" if torch.cuda.is_available() else "cpu")
+        cuda = self.precision.device == "cuda"
+        self.device = torch.device("cuda", self.dist.local_rank) if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+            torch.cuda.reset_peak_memory_stats()
+            self.power = self.power or gpu_power_reader(self.dist.local_rank)
+        model, self.tok = M.load_base_model(cfg, self.precision, self.dist.local_rank, self.log)
+        examples = D.tokenize_rows(rows, self.tok, cfg.data, counts, dpo)
+        self.train_set, eval_set = D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
+        if not self.train_set:
+            raise InputError("data: no rows left for training after the split; add rows or lower data.eval_fraction")
+        counts.train_rows, counts.eval_rows = len(self.train_set), len(eval_set)
+        self.counts = counts
+        self.emit(DataReport(cfg.data.source, counts.rows_read, counts.rows_kept, dict(counts.dropped),
+                             counts.train_rows, counts.eval_rows, counts.tokens_mean, counts.tokens_max))
+        self.lengths = [e.length for e in self.train_set]
+        self.passes = plan_for_device(cfg, model.config, self.precision, self.device, self.lengths, dpo, self.log)
+        torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised from this
+        self.model = M.attach_lora(cfg, model, self.passes.checkpointing)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
+                                fused=cuda, foreach=None if cuda else True)
+        scaler = torch.amp.GradScaler("cuda") if self.precision.needs_scaler else None
+        budget = max(self.passes.budget, max(self.lengths) * (2 if dpo else 1))
+        self.reference = DpoReference(self.model)
+        self.steps = StepRunner(cfg, self.model, self.tok, self.device, self.precision.autocast_context,
+                                self.train_set, params, opt, scaler, self.dist, self.reference, budget, self.emit)
+        self.heldout = HeldOut(cfg, self.model, self.tok, self.device, self.precision.autocast_context, eval_set,
+                               self.steps.pair_logps, self.reference if dpo else None)
+        self.trainable, self.total = M.count_parameters(self.model)
+
+    # checkpoints ---------------------------------------------------------------------------------
+    def save_checkpoint(self, reason: str) -> Path:
+        target = self.run.checkpoints_dir / f"step-{self.step:06d}"
+        if self.dist.main:
+            existing = self.run.latest_checkpoint()
+            if not (existing and existing[0] == self.step):
+                with S.atomic_dir(target) as tmp:
+                    write_checkpoint(tmp, self.model, self.steps.opt, self.steps.scaler, self.reference.state,
+                                     self.counters())
+                self.run.prune_checkpoints(self.cfg.train.keep_checkpoints)
+            self.run.update_meta(**self.meta_progress(), last_checkpoint=self.step)
+        barrier(self.dist)
+        self.emit(CheckpointSaved(self.step, str(target), reason))
+        return target
+
+    def counters(self) -> dict[str, Any]:
+        self.state.budget, self.state.elapsed_s, self.state.energy_wh = (self.steps.budget, self.elapsed(),
+                                                                         self.energy.wh)
+        return self.state.to_dict(self.passes.checkpointing)
+
+    def restore(self, path: Path) -> None:
+        saved, reference = read_checkpoint(path, self.model, self.steps.opt, self.steps.scaler, self.device)
+        self.reference.state = reference
+        self.state = TrainState.from_dict(saved, self.steps.budget)
+        self.steps.budget = self.state.budget
+        self.elapsed_before = self.state.elapsed_s
+        self.energy = EnergyMeter(self.state.energy_wh, max_gap_s=STEP_GAP_S)
+
+    # the loop ------------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.t0)
+
+    def meta_progress(self) -> dict[str, Any]:
+        s, elapsed = self.state, self.elapsed()
+        return {"steps": s.step, "samples_seen": s.samples_seen, "tokens_seen": s.tokens_seen,
+                "first_loss": s.first_loss, "final_loss": s.last_loss, "final_eval_loss": s.last_eval,
+                "eval_metrics": self.last_eval_metrics, "duration_s": round(elapsed, 2),
+                "tokens_per_s": round(s.tokens_seen / max(1e-9, elapsed), 1),
+                "peak_memory_bytes": peak_memory_bytes(self.precision.device),
+                "energy_wh": round(self.energy.wh, 4),
+                "energy_cost": round(self.energy.cost(self.cfg.train.price_per_kwh), 4)}
+
+    def train_one(self, step: int) -> dict[str, Any]:
+        """One optimizer step; returns its loss, tokens, phase and metrics (after the one host sync)."""
+        import torch
+
+        cfg = self.cfg
+        phase = phase_of(cfg, step)
+        if phase == "dpo" and cfg.train.method == "sft+dpo" and self.reference.state is None:
+            self.reference.snapshot()  # SFT just ended: that model is DPO's reference
+        global_idx = D.step_indices(step, self.per_step, self.lengths, cfg.train.seed, self.order_cache)
+        idx = global_idx[self.dist.rank::self.dist.world]
+        torch.manual_seed(cfg.train.seed * 1_000_003 + step * 101 + self.dist.rank)  # dropout
+        stats, tokens = self.steps.run(step, phase, idx, global_idx)
+        norm = self.steps.update(lr_at(cfg, step))
+        # The one host sync of the step: everything below is for logging.
+        local = [float(stats.get("loss_sum", 0.0)), float(tokens)]  # a rank may get no sample this step
+        extra = [float(stats.get(k, 0.0)) for k in ("chosen_sum", "rejected_sum", "correct")]
+        summed = sum_across(local + extra, self.dist, self.device)
+        loss, tokens_all = summed[0], int(summed[1])
+        metrics = {"grad_norm": float(norm)}
+        if phase == "dpo":
+            metrics |= {"reward_chosen": summed[2], "reward_rejected": summed[3],
+                        "reward_margin": summed[2] - summed[3], "reward_accuracy": summed[4]}
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at step {step + 1}; lower train.learning_rate "
+                                "(the last checkpoint is kept, resume from it with a lower rate)")
+        self.state.samples_seen += len(global_idx)
+        self.state.tokens_seen += tokens_all
+        return {"loss": loss, "tokens": tokens_all, "phase": phase, **metrics}
+
+    def do_eval(self) -> None:
+        eval_loss, metrics, samples = self.heldout.evaluate(self.steps.budget, samples=self.dist.main)
+        if math.isnan(eval_loss):
+            return
+        self.state.last_eval, self.last_eval_metrics = eval_loss, metrics
+        if self.dist.main:
+            self.run.append_metric({"step": self.step, "kind": "eval", "eval_loss": eval_loss, **metrics})
+        self.emit(Eval(self.step, eval_loss, metrics, samples))
+
+    def report_step(self, out: dict[str, Any], dt: float, window: list[tuple[float, int]]) -> None:
+        cfg, s = self.cfg, self.state
+        total = cfg.train.max_steps
+        tps = sum(n for _, n in window) / max(1e-9, sum(t for t, _ in window))
+        eta = (total - s.step) * (sum(t for t, _ in window) / len(window))
+        s.first_loss = out["loss"] if s.first_loss is None else s.first_loss
+        s.last_loss = out["loss"]
+        mem_a, mem_r = device_memory(self.device)
+        metrics = {k: v for k, v in out.items() if k not in ("loss", "tokens", "phase")}
+        metrics["energy_wh"] = self.energy.wh
+        lr = lr_at(cfg, s.step - 1)
+        if self.dist.main:
+            self.run.append_metric({"step": s.step, "kind": "train", "phase": out["phase"], "loss": out["loss"],
+                                    "lr": lr, "tokens": out["tokens"], **metrics})
+        self.emit(Step(s.step, total, out["loss"], lr, metrics.pop("grad_norm"), tps, s.samples_seen,
+                       s.tokens_seen, self.elapsed(), eta, out["phase"], mem_a, mem_r, metrics))
+
+    def loop(self) -> str:
+        """Train until max_steps, a stop or a pause. Returns finished | stopped | paused."""
+        cfg = self.cfg
+        total = cfg.train.max_steps
+        self.model.train()
+        window: list[tuple[float, int]] = []
+        self.energy.add(time.perf_counter(), read_watts(self.power))
+        while self.step < total:
+            t_step = time.perf_counter()
+            out = self.train_one(self.step)
+            self.state.step += 1
+            dt = time.perf_counter() - t_step
+            self.energy.add(time.perf_counter(), read_watts(self.power))
+            window = (window + [(dt, out["tokens"])])[-RATE_WINDOW:]
+            self.report_step(out, dt, window)
+            if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < total:
+                self.do_eval()
+            stop, pause = agreed_flags(self.stop.is_set(), self.pause.is_set(), self.dist, self.device)
+            if stop or pause:
+                path = self.save_checkpoint("pause" if pause else "stop")
+                self.emit(Stopped(self.run.run_id, self.step, str(path), paused=pause))
+                return "paused" if pause else "stopped"
+            if cfg.train.save_every and self.step % cfg.train.save_every == 0 and self.step < total:
+                self.save_checkpoint("periodic")
+        self.do_eval()
+        self.save_checkpoint("final")
+        return "finished"
+
+    def save_adapter(self) -> Path:
+        if self.dist.main:
+            with S.atomic_dir(self.run.adapter_dir) as tmp:
+                self.model.save_pretrained(tmp, safe_serialization=True)
+                self.tok.save_pretrained(tmp)
+                (tmp / "base_model.txt").write_text(self.cfg.model.name + "\n", encoding="utf-8")
+        barrier(self.dist)
+        return self.run.adapter_dir
+
+    def free(self) -> None:
+        """Let go of the model so the GPU memory is really free (pause = play a game meanwhile)."""
+        import torch
+
+        for name in ("model", "steps", "heldout", "reference"):
+            if hasattr(self, name):
+                delattr(self, name)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
