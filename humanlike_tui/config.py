@@ -26,6 +26,7 @@ QUANT_MODES = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
 TEMPLATES = ("auto", "instruct", "chat")
 METHODS = ("sft", "dpo", "sft+dpo")
+REPORTERS = ("tensorboard", "wandb")  # train.report_to: where step/eval figures go besides metrics.jsonl
 SCHEDULERS = ("cosine", "linear", "constant")
 # Every number has both limits: NaN, infinity and huge values fail here, with the key and the range,
 # never later inside torch (a seed past 2**32 overflowed torch.manual_seed once mixed with the step).
@@ -114,6 +115,8 @@ class TrainConfig:
     seed: int = opt(42, "Seed for data order, LoRA init and dropout", min=0, max=MAX_SEED)
     price_per_kwh: float = opt(0.30, "Electricity price for the energy cost shown while training", min=0,
                               max=1000)
+    report_to: tuple[str, ...] = opt((), "Also log every step/eval figure to: tensorboard (run folder/tensorboard), "
+                                     "wandb (offline unless WANDB_MODE says otherwise); empty = only metrics.jsonl")
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,11 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("quant.compute_dtype: fp16 weights without quantization train unstably; use auto or bf16")
     if any(not m.strip() for m in cfg.lora.target_modules):
         problems.append("lora.target_modules: names must not be empty")
+    unknown = [r for r in cfg.train.report_to if r not in REPORTERS]
+    if unknown:
+        problems.append(f"train.report_to: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(REPORTERS)}")
+    elif len(set(cfg.train.report_to)) != len(cfg.train.report_to):
+        problems.append("train.report_to: each reporter at most once")
     return problems
 
 

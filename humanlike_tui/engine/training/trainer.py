@@ -24,6 +24,7 @@ from humanlike_tui.engine.training.checkpoints import TrainState, read_checkpoin
 from humanlike_tui.engine.training.distributed import Dist, agreed_flags, barrier, sum_across
 from humanlike_tui.engine.training.heldout import HeldOut
 from humanlike_tui.engine.training.reference import DpoReference
+from humanlike_tui.engine.training.reporting import MetricReporters, open_reporters
 from humanlike_tui.engine.training.schedule import lr_at, phase_of
 from humanlike_tui.engine.training.steps import StepRunner
 from humanlike_tui.errors import InputError, TrainingError
@@ -34,6 +35,9 @@ STEP_GAP_S = 600.0  # power is read once per step: bridge steps up to this long
 
 
 class Trainer:
+    reporters: MetricReporters | None = None  # TensorBoard / W&B (train.report_to), opened at the first record
+    reporters_opened = False
+
     def __init__(self, cfg: Config, emit: Emit, stop: threading.Event, pause: threading.Event,
                  run: S.Run, dist: Dist, power: Callable[[], float | None] | None):
         self.cfg, self.emit_all, self.stop, self.pause, self.run, self.dist = cfg, emit, stop, pause, run, dist
@@ -172,8 +176,18 @@ class Trainer:
             return
         self.state.last_eval, self.last_eval_metrics = eval_loss, metrics
         if self.dist.main:
-            self.run.append_metric({"step": self.step, "kind": "eval", "eval_loss": eval_loss, **metrics})
+            self.record({"step": self.step, "kind": "eval", "eval_loss": eval_loss, **metrics})
         self.emit(Eval(self.step, eval_loss, metrics, samples))
+
+    def record(self, record: dict[str, Any]) -> None:
+        """One metrics.jsonl record, also to TensorBoard / W&B when train.report_to asks (main process only)."""
+        self.run.append_metric(record)
+        if self.cfg.train.report_to and not self.reporters_opened:  # at the first record, after any resume
+            self.reporters_opened = True
+            self.reporters = open_reporters(self.cfg.train.report_to, self.run.run_dir, self.run.run_id,
+                                            self.cfg.to_dict(), lambda message, level: self.log(message, level))
+        if self.reporters is not None:
+            self.reporters.write(record)
 
     def report_step(self, out: dict[str, Any], dt: float, window: list[tuple[float, int]]) -> None:
         cfg, s = self.cfg, self.state
@@ -187,8 +201,8 @@ class Trainer:
         metrics["energy_wh"] = self.energy.wh
         lr = lr_at(cfg, s.step - 1)
         if self.dist.main:
-            self.run.append_metric({"step": s.step, "kind": "train", "phase": out["phase"], "loss": out["loss"],
-                                    "lr": lr, "tokens": out["tokens"], **metrics})
+            self.record({"step": s.step, "kind": "train", "phase": out["phase"], "loss": out["loss"],
+                         "lr": lr, "tokens": out["tokens"], **metrics})
         self.emit(Step(s.step, total, out["loss"], lr, metrics.pop("grad_norm"), tps, s.samples_seen,
                        s.tokens_seen, self.elapsed(), eta, out["phase"], mem_a, mem_r, metrics))
 
@@ -233,6 +247,9 @@ class Trainer:
         """Let go of the model so the GPU memory is really free (pause = play a game meanwhile)."""
         import torch
 
+        if self.reporters is not None:
+            self.reporters.close()  # flushes the last figures
+            self.reporters = None
         for name in ("model", "steps", "heldout", "reference"):
             if hasattr(self, name):
                 delattr(self, name)
