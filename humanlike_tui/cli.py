@@ -21,6 +21,7 @@ COMMANDS = {
     "eval": "human-likeness scorecard of an adapter against its base model",
     "adapters": "list, rename, delete and export trained adapters",
     "bench": "benchmark the original recipe against this engine",
+    "serve": "a local OpenAI-compatible server (chat completions, streaming) for an adapter",
 }
 
 
