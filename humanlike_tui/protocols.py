@@ -124,9 +124,21 @@ class Generator(Protocol):
     def close(self) -> None: ...
 
 
+class ServerHandle(Protocol):
+    """A running local OpenAI-compatible server over a loaded Generator."""
+
+    url: str  # e.g. http://127.0.0.1:8000/v1
+
+    def stop(self) -> None: ...
+
+
 class GenerationService(Protocol):
     def open(self, name: str, log: Log) -> Generator:
         """Load run `name`'s base model and adapter (slow: call from a worker thread)."""
+        ...
+
+    def serve(self, generator: Generator, log: Log) -> ServerHandle:
+        """Serve `generator` on 127.0.0.1 (port 8000, or any free port when that one is taken)."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from humanlike_tui.protocols import Generator, Log
+from humanlike_tui.protocols import Generator, Log, ServerHandle
 from humanlike_tui.ui.services import prepare, warm_imports
 
 SCORECARD_ROWS = 50  # the Adapters screen's scorecard: enough rows to compare, a few minutes on a GPU
@@ -25,6 +25,15 @@ class EngineGeneration:
 
         prepare(resolve_adapter(name).config)  # and a builtin base is made by one thread only
         return EngineGenerator.open(name, log=log)
+
+    def serve(self, generator: Generator, log: Log) -> ServerHandle:
+        from humanlike_tui.engine.inference.server import ChatServer
+        from humanlike_tui.errors import InputError
+
+        try:
+            return ChatServer(generator, "127.0.0.1", 8000, log=log).start()
+        except InputError:  # 8000 is taken: any free port
+            return ChatServer(generator, "127.0.0.1", 0, log=log).start()
 
 
 class EngineScorecard:

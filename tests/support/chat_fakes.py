@@ -199,6 +199,7 @@ class FakeGeneration:
         self.make = make or (lambda name: FakeGenerator(name))
         self.error = error
         self.opened: list[FakeGenerator] = []
+        self.served: list[FakeServer] = []
 
     def open(self, name: str, log: Callable[[str], None]) -> FakeGenerator:
         log(f"loading {name}")
@@ -208,6 +209,22 @@ class FakeGeneration:
         generator = self.make(name)
         self.opened.append(generator)
         return generator
+
+    def serve(self, generator: FakeGenerator, log: Callable[[str], None]) -> FakeServer:
+        server = FakeServer(generator, f"http://127.0.0.1:{8000 + len(self.served)}/v1")
+        self.served.append(server)
+        log(f"serving at {server.url}")
+        return server
+
+
+class FakeServer:
+    """protocols.ServerHandle: remembers its generator and whether it was stopped."""
+
+    def __init__(self, generator: FakeGenerator, url: str) -> None:
+        self.generator, self.url, self.stopped = generator, url, False
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 class FakeScorecard:

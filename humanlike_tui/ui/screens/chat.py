@@ -28,7 +28,7 @@ from humanlike_tui import events
 from humanlike_tui.config import atomic_write_text
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text, size_text
-from humanlike_tui.protocols import Generator, Services
+from humanlike_tui.protocols import Generator, ServerHandle, Services
 from humanlike_tui.records import AdapterInfo, GenSettings, Turn
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
 from humanlike_tui.ui.messages import GpuWanted, NewestOnly
@@ -64,6 +64,15 @@ class GeneratorLog(NewestOnly):
 
     bubble = False
     text: str
+
+
+@dataclass
+class ServerChanged(Message):
+    """The local OpenAI-compatible server started (handle) or could not start (error)."""
+
+    bubble = False
+    handle: ServerHandle | None = None
+    error: str = ""
 
 
 @dataclass
@@ -104,6 +113,8 @@ class ChatScreen(Screen):
         Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear the conversation and its history"),
         Binding("ctrl+o", "choose_adapter", "Adapter", tooltip="Choose the adapter to chat with"),
         Binding("ctrl+l", "reload_adapters", "Reload list", tooltip="Read the adapters in the store again"),
+        Binding("ctrl+g", "toggle_server", "Serve", show=False,
+                tooltip="Start or stop a local OpenAI-compatible server for the loaded adapter (127.0.0.1)"),
     ]
     DEFAULT_CSS = """
     ChatScreen #chat-top { height: 3; padding: 0 1; }
@@ -133,6 +144,7 @@ class ChatScreen(Screen):
         self._queued: str | None = None  # open this one when the current load ends
         self._pending: dict[str, list[str]] = {side: [] for side in SIDES}
         self._flush_timer: Timer | None = None
+        self.server: ServerHandle | None = None  # the local OpenAI-compatible server over the loaded model
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -175,6 +187,9 @@ class ChatScreen(Screen):
 
     def on_unmount(self) -> None:
         self.stop_event.set()  # a thread cannot be killed: tell the generation to end
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     # ---- the adapter list and loading ----
 
@@ -229,6 +244,7 @@ class ChatScreen(Screen):
                 self._queued = name
             return
         old = self.generator
+        self._stop_server()  # it serves the model being closed
         self.state.chat.name, self.state.chat.generator = None, None  # nobody borrows a closing model
         self.opening, self.load_error, self.load_log = name, "", ""
         self._open(name, old)
@@ -393,6 +409,45 @@ class ChatScreen(Screen):
             return True if rules[action] else None
         return True
 
+    def action_toggle_server(self) -> None:
+        """ctrl+g: serve the loaded model to OpenAI clients on 127.0.0.1, or stop serving it."""
+        if self.server is not None:
+            self._stop_server()
+            self.notify("Stopped the local server.", timeout=5)
+        elif self.generator is None:
+            self.notify("Load an adapter first (ctrl+o), then ctrl+g serves it.", severity="warning")
+        else:
+            self._start_server(self.generator)
+        self.refresh_view()
+
+    @work(thread=True, group="chat-serve", exit_on_error=False, name="chat-serve")
+    def _start_server(self, generator: Generator) -> None:
+        try:
+            self.post_message(ServerChanged(self.services.generation.serve(generator, lambda text: None)))
+        except Exception as exc:
+            self.post_message(ServerChanged(error=error_text(exc)))
+
+    def on_server_changed(self, message: ServerChanged) -> None:
+        if message.error:
+            self.notify(message.error, title="cannot start the local server", severity="error", timeout=10)
+        elif self.server is not None or self.generator is None:  # started twice, or the model went meanwhile
+            self._stop_handle(message.handle)
+        else:
+            self.server = message.handle
+            self.notify(f"OpenAI-compatible server at {self.server.url} (model: {self.loaded_name}); "
+                        "ctrl+g stops it", timeout=10)
+        self.refresh_view()
+
+    def _stop_server(self) -> None:
+        handle, self.server = self.server, None
+        if handle is not None:
+            self._stop_handle(handle)
+
+    @work(thread=True, group="chat-serve", exit_on_error=False, name="chat-serve-stop")
+    def _stop_handle(self, handle: ServerHandle | None) -> None:
+        if handle is not None:
+            handle.stop()
+
     def action_stop_generation(self) -> None:
         if self.busy:
             self.stop_event.set()
@@ -444,7 +499,8 @@ class ChatScreen(Screen):
         if self.load_error:
             return self.load_error
         if self.loaded_name:
-            return self.loaded_info + (" · answering (Esc stops)" if self.busy else "")
+            serving = f" · serving at {self.server.url} (ctrl+g stops)" if self.server is not None else ""
+            return self.loaded_info + (" · answering (Esc stops)" if self.busy else "") + serving
         if self.adapters is None:
             return "reading the adapters …"
         if not self.adapters:
