@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from humanlike_tui import __version__
-from humanlike_tui.errors import HumanlikeError, InputError
+from humanlike_tui.errors import HumanlikeError, InputError, crash_context, crash_line, write_crash_report
 
 COMMANDS = {
     "train": "fine-tune a model (SFT, DPO or both) with 4-bit QLoRA",
@@ -32,6 +32,27 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
     group.add_argument("--preset", metavar="NAME", help="a shipped preset (gaming-8gb, demo)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set train.max_steps=100 (repeatable)")
+    add_trust_argument(parser)
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model whose config sets model.trust_remote_code to run the Python code "
+                             "shipped with it (only for models you trust; a config alone never allows it)")
+
+
+def consent_to_remote_code(args: argparse.Namespace, cfg) -> None:
+    """Before any model loads: a config asking for remote code needs --trust-remote-code on this command
+    (ModelError, exit 2, otherwise); with it, say so on stderr first."""
+    from humanlike_tui import config as cfgmod
+
+    crash_context["config"] = cfg  # every command that loads a model passes here: a crash report shows it
+    if cfg is None or not cfg.model.trust_remote_code:
+        return
+    if getattr(args, "trust_remote_code", False):
+        cfgmod.allow_remote_code(cfg.model.name)
+        print(cfgmod.remote_code_warning(cfg), file=sys.stderr, flush=True)
+    cfgmod.remote_code_consent(cfg)
 
 
 def config_from_args(args: argparse.Namespace, default_preset: str | None = "gaming-8gb"):
@@ -44,7 +65,9 @@ def config_from_args(args: argparse.Namespace, default_preset: str | None = "gam
         cfg = cfgmod.load_preset(args.preset or default_preset)
     else:
         return None
-    return cfgmod.apply_overrides(cfg, getattr(args, "overrides", []) or [])
+    cfg = cfgmod.apply_overrides(cfg, getattr(args, "overrides", []) or [])
+    crash_context["config"] = cfg
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     never_fail_on_output()
     parser = build_parser()
     args = parser.parse_args(argv)
+    crash_context.clear()
     try:
         if args.command is None:
             from humanlike_tui.commands import tui
@@ -94,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in a crash report
+        report = write_crash_report(exc)
+        print(f"error: {crash_line(exc, report)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import threading
 import time
 import tomllib
 import typing
@@ -439,6 +440,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a normal write gives 0666 less the umask
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -447,6 +450,66 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --- consent to run a model's own Python code ------------------------------------------------------------
+# `model.trust_remote_code = true` in a config only ASKS to run the Python files shipped with a model
+# (auto_map). A config can come from anywhere (a run folder someone sent, a downloaded TOML), so it never
+# says yes on its own: the person does, for this command (--trust-remote-code) or in the TUI (a confirm
+# dialog), naming the model. The engine asks `remote_code_consent(cfg)` before every load that could run
+# such code; without consent nothing is imported and the load fails with how to give it.
+
+_REMOTE_CODE_CONSENT: set[str] = set()
+
+
+def allow_remote_code(model_name: str) -> None:
+    """The person agreed to run `model_name`'s own code in this process."""
+    _REMOTE_CODE_CONSENT.add(model_name.strip())
+
+
+def forget_remote_code_consent() -> None:
+    _REMOTE_CODE_CONSENT.clear()
+
+
+def remote_code_allowed(cfg: Config) -> bool:
+    return cfg.model.name.strip() in _REMOTE_CODE_CONSENT
+
+
+def remote_code_consent(cfg: Config) -> bool:
+    """What to pass as trust_remote_code: False when the config does not ask, True when it asks and the
+    person agreed; raises ModelError (exit 2) when it asks and nobody agreed."""
+    if not cfg.model.trust_remote_code:
+        return False
+    if remote_code_allowed(cfg):
+        return True
+    from humanlike_tui.errors import ModelError
+
+    raise ModelError(f"model.trust_remote_code is on for {cfg.model.name!r}: loading it would run the Python code "
+                     "shipped with the model; nothing was run. If you trust that code, pass --trust-remote-code "
+                     "(in the workbench: confirm when asked); else set model.trust_remote_code = false.")
+
+
+def remote_code_warning(cfg: Config) -> str:
+    return (f"warning: model.trust_remote_code is on and allowed: the Python code shipped with "
+            f"{cfg.model.name!r} will run in this process")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask has no getter, and
+    setting it for a moment would give a file another thread creates meanwhile the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def replace_retrying(src: str | os.PathLike, dst: str | os.PathLike, tries: int = 20, wait_s: float = 0.05) -> None:

@@ -24,6 +24,7 @@ import json
 import sys
 import time
 
+from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
 from humanlike_tui.errors import InputError
 
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="weights dtype; auto = the base checkpoint's own")
     p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    add_trust_argument(p)
     p.add_argument("--merge-into", dest="merge_into", default="trained", choices=("trained", "original"),
                    help="trained (default): the base as training and chat used it (a 4-bit base dequantized), so the "
                         "export answers as chat did; original: the checkpoint's full-precision weights")
@@ -156,7 +158,9 @@ def do_export(args: argparse.Namespace) -> int:
         print(f"Ollama: cd {path.parent} && ollama create {args.name} -f Modelfile && ollama run {args.name}")
         return 0
     from humanlike_tui.engine.storage import export as export_mod
+    from humanlike_tui.engine.storage import runs as store
 
+    consent_to_remote_code(args, store.get_run(args.name).config())
     out = export_mod.export_merged(args.name, args.dir, dtype=args.dtype, overwrite=args.force,
                                    merge_into=args.merge_into, log=log)
     print(f"exported {args.name} (merged into the {args.merge_into} base) to {out}")

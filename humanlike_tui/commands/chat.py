@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 
+from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
 from humanlike_tui.events import AnswerDone, AnswerStarted, AnswerText
 from humanlike_tui.formatting import printable
 from humanlike_tui.events import Event
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repetition-penalty", type=float, metavar="R", help="1 = off")
     parser.add_argument("--seed", type=int, metavar="S", help="sampling seed (same seed, same answer)")
     parser.add_argument("--only", choices=("base", "adapter"), help="answer with one side only")
+    add_trust_argument(parser)
 
 
 class StreamPrinter:
@@ -97,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     from humanlike_tui.records import GenSettings
 
     # Check the name and the settings before the slow model load, so a typo fails at once.
-    settings = GenSettings.from_config(resolve_adapter(args.adapter).config, **settings_overrides(args))
+    source = resolve_adapter(args.adapter)
+    settings = GenSettings.from_config(source.config, **settings_overrides(args))
+    consent_to_remote_code(args, source.config)  # a run's stored config alone never runs a model's code
     log = (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda message: None)
     gen = Generator.open(args.adapter, log=log)
     stop = threading.Event()

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
 from humanlike_tui.events import Event, EvalProgress, Log
 
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest generated answer (default: the run's generate.max_new_tokens)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with base, adapter, reference")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_trust_argument(parser)
 
 
 def _positive(text: str) -> int:
@@ -109,7 +111,9 @@ def render(card) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from humanlike_tui.engine import evaluation as evaluate
+    from humanlike_tui.engine.storage import runs
 
+    consent_to_remote_code(args, runs.get_run(args.adapter).config())  # before the model loads
     listener = Progress(quiet=args.quiet)
     try:  # Ctrl+C ends it: nothing is written, so there is nothing to save (cli.main exits 130)
         card = evaluate.scorecard(args.adapter, data=args.data, limit=args.limit or evaluate.DEFAULT_LIMIT,

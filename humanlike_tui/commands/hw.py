@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from humanlike_tui.cli import add_config_arguments, config_from_args
+from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
 from humanlike_tui.errors import ConfigError
 
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red", "unknown": "dim"}
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from humanlike_tui.engine.hardware.probe import probe_hardware
 
     cfg = config_from_args(args, default_preset=None)  # ConfigError -> exit 2 in cli.main
+    consent_to_remote_code(args, cfg)  # the plan reads the model's config, which may import its code
     if args.vram is not None and args.vram <= 0:
         raise ConfigError(f"--vram: must be a number of GiB > 0, got {args.vram}")
     if args.measure and cfg is None:

@@ -1,6 +1,6 @@
 """`humanlike-tui train`: the engine with a progress bar (or JSON) as its listener.
 
-Ctrl+C saves a checkpoint and exits cleanly (a second Ctrl+C aborts at once). Exit codes:
+Ctrl+C, SIGTERM and SIGHUP save a checkpoint and exit cleanly (a second one aborts at once). Exit codes:
 0 finished or stopped on request, 2 bad config or data, 1 training failure.
 """
 
@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from humanlike_tui.cli import add_config_arguments, config_from_args
+from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
 from humanlike_tui.events import (BatchReduced, CheckpointSaved, DataReport, Eval, Event, Failed, Finished, Log,
                                   RunStarted, Step, Stopped)
 
@@ -133,18 +133,34 @@ def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
 
 
-def install_interrupt(stop: threading.Event):
-    """First Ctrl+C: stop after this step with a checkpoint. Second: abort now."""
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl+C, a service manager or `kill`, the terminal closing
+
+
+def install_interrupt(stop: threading.Event) -> dict:
+    """First Ctrl+C, SIGTERM or SIGHUP: stop after this step with a checkpoint. A second one: abort now.
+    Returns the handlers it replaced (restore_signals puts them back)."""
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping after this step, saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
+        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step, saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
 
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (tests): no handler
-        return None
+    previous = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)  # Windows has no SIGHUP
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread (tests): no handler
+            break
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
 
 
 def result_json(result) -> dict[str, Any]:
@@ -158,6 +174,7 @@ def result_json(result) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
+    consent_to_remote_code(args, cfg)  # before anything of the model is read
     from humanlike_tui.engine.training.run import run_training
 
     stop = threading.Event()
@@ -167,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_training(cfg, listener, stop, resume=args.resume, run_name=args.name)
     finally:
         listener.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        restore_signals(previous)
     if args.json:
         import os
 

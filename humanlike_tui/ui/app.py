@@ -10,8 +10,8 @@ work beside training is in background.py). The engine is reached only through th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -26,7 +26,7 @@ from humanlike_tui import config as cfgmod
 from humanlike_tui import events as ev
 from humanlike_tui import paths
 from humanlike_tui.config import Config
-from humanlike_tui.errors import ConfigError, HumanlikeError
+from humanlike_tui.errors import ConfigError, HumanlikeError, crash_line, write_crash_report
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import RunChoice, Services
 from humanlike_tui.ui.background import BackgroundWork
@@ -80,6 +80,8 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self._after_gpu_free: list[Callable[[], None]] = []  # what waits for a paused run to let go of the GPU
         self._redraw_timer: Timer | None = None
         self._bindings_status = ""
+        self._signals: list[tuple[Any, int]] = []  # (loop, signal) handlers to remove on exit
+        self.crash: str | None = None  # the one line of an unexpected error that ended the app
 
     # ---- screens ----
 
@@ -110,6 +112,7 @@ class WorkbenchApp(BackgroundWork, App[int]):
     def on_mount(self) -> None:
         self.switch_mode(self._initial_screen)
         self._start_background()
+        self._catch_stop_signals()
         if self._startup_note:
             self.notify(self._startup_note, severity="warning", timeout=15)
 
@@ -215,6 +218,9 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self._resume_chosen(RunChoice(message.run_id, message.run_id, message.config))
 
     def _launch(self, cfg: Config, resume: str | None) -> None:
+        if cfg.model.trust_remote_code and not cfgmod.remote_code_allowed(cfg):
+            self.confirm_remote_code(cfg, lambda: self._launch(cfg, resume))
+            return
         # Fresh events per run: a late Stop meant for the last run must not stop this one.
         self._stop_run, self._pause_run = threading.Event(), threading.Event()
         from_disk = resume is not None and resume != self.state.tracker.run_id  # not this session's run
@@ -224,6 +230,19 @@ class WorkbenchApp(BackgroundWork, App[int]):
             self.notify(TRUST_REMOTE_CODE_WARNING, title="trust_remote_code", severity="warning", timeout=15)
         self._train(cfg, resume, self._stop_run, self._pause_run, history_of=resume if from_disk else None)
         self._run_changed()
+
+    def confirm_remote_code(self, cfg: Config, proceed: Callable[[], None]) -> None:
+        """A config (a run's own, a file) only asks to run a model's code: the person says yes here,
+        before anything of the model loads; the answer holds for that model in this session."""
+        def answer(yes: bool | None) -> None:
+            if yes:
+                cfgmod.allow_remote_code(cfg.model.name)
+                proceed()
+
+        self.push_screen(ConfirmDialog("Run the model's own Python code?",
+                                       f"model.trust_remote_code is on for {cfg.model.name}: loading it runs the "
+                                       "Python code shipped with the model, with your rights. Go on only if you "
+                                       "trust its authors.", yes="Run its code", no="Cancel"), answer)
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False, name="training")
     def _train(self, cfg: Config, resume: str | None, stop: threading.Event, pause: threading.Event,
@@ -265,9 +284,10 @@ class WorkbenchApp(BackgroundWork, App[int]):
                                                             WorkerState.CANCELLED):
             return
         error = error_text(worker.error) if event.state == WorkerState.ERROR else None
-        if error is not None and not isinstance(worker.error, HumanlikeError):
-            for line in traceback.format_exception(worker.error)[-6:]:
-                self.state.tracker.add_log(self.now(), line.rstrip())
+        if error is not None and not isinstance(worker.error, HumanlikeError):  # a bug: a report, no traceback
+            report = write_crash_report(worker.error, command="humanlike-tui (workbench: training)",
+                                        config=self.state.config)
+            self.state.tracker.add_log(self.now(), crash_line(worker.error, report))
         self.state.tracker.worker_ended(self.now(), getattr(worker.result, "status", None), error)
         if error is not None:
             self.notify(self.state.tracker.failure, title="training failed", severity="error", timeout=20)
@@ -340,6 +360,23 @@ class WorkbenchApp(BackgroundWork, App[int]):
         for proceed in waiting:
             proceed()
 
+    # ---- unexpected errors ----
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's hook for an exception nothing handled. Textual would end the app and print a
+        traceback; the part of the app that raised has stopped taking messages, so going on is not safe.
+        End it as Textual does, but write a crash report instead of the traceback: run_app then shows
+        the one line and the report's path in a dialog (CrashApp). Under the test pilot the error is
+        still re-raised when the test ends, so a test never passes over a bug."""
+        if self.crash is None:
+            report = write_crash_report(error, command="humanlike-tui (workbench)", config=self.state.config)
+            self.crash = crash_line(error, report)
+        if self.is_headless and self._exception is None:
+            self._exception = error
+            self._exception_event.set()
+        self._return_code = 1
+        self._close_messages_no_wait()  # what Textual's own fatal-error path does, without the traceback
+
     # ---- quitting ----
 
     async def action_quit(self) -> None:
@@ -358,8 +395,35 @@ class WorkbenchApp(BackgroundWork, App[int]):
             self.action_stop_training()
         self.notify("Stopping: saving a checkpoint, then quitting ...", timeout=30)
 
+    def _catch_stop_signals(self) -> None:
+        """SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) quit like 'Stop and quit':
+        a training run saves a checkpoint first. Without this either signal killed the app mid-step and
+        the steps since the last checkpoint were lost."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows, a thread
+                    loop.add_signal_handler(sig, self.quit_on_signal, name)
+                    self._signals.append((loop, sig))
+
+    def quit_on_signal(self, name: str) -> None:
+        if not self.state.tracker.active:
+            self.exit(0)
+        elif self._quit_after_run:  # a second signal while the checkpoint is written: go now
+            self.exit(1)
+        else:
+            self._quit_answer(True)
+            self.notify(f"{name}: stopping the run (a checkpoint is saved), then quitting ...", timeout=30)
+
     def on_unmount(self) -> None:
         # Threads cannot be killed: tell them to end, or the interpreter waits for them on exit.
+        for loop, sig in self._signals:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
         self._stop_background()
         self._stop_run.set()
         if self._redraw_timer is not None:
@@ -408,8 +472,35 @@ def initial_config(args: argparse.Namespace) -> tuple[Config, Path, str]:
     return cfgmod.apply_overrides(cfg, overrides), default_path, note
 
 
+class CrashApp(App[None]):
+    """Shown after an unexpected error ended the workbench: the one line and the crash report's path,
+    instead of a traceback."""
+
+    BINDINGS = [Binding("q,escape,enter,space", "quit", "Close")]
+    CSS = ("Screen { align: center middle; } #crash { width: 80%; max-width: 100; border: heavy $error; "
+           "padding: 1 2; height: auto; }")
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+    def compose(self) -> Any:
+        from textual.widgets import Static
+
+        yield Static(f"[b]The workbench stopped after an unexpected error[/b]\n\n{self.line}\n\n"
+                     "Your runs and checkpoints are on disk; resume them after restarting. Press Enter to close.",
+                     id="crash")
+
+
 def run_app(args: argparse.Namespace) -> int:
     cfg, path, note = initial_config(args)
     app = make_app(config=cfg, config_path=path, startup_note=note)
     code = app.run()
+    if app.crash is not None:
+        with contextlib.suppress(Exception):
+            CrashApp(app.crash).run()
+        import sys
+
+        print(f"error: {app.crash}", file=sys.stderr)
+        return 1
     return code or 0

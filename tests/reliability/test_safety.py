@@ -51,6 +51,11 @@ def test_trust_remote_code_is_off_unless_the_config_turns_it_on(monkeypatch):
     M.load_base_model(cfg, M.resolve_precision(cfg, "cpu"))
     assert seen == [False, False]
     on = cfg.replace(**{"model.trust_remote_code": True})
+    with pytest.raises(ModelError, match="pass --trust-remote-code"):  # the config alone only asks
+        M.load_base_model(on, M.resolve_precision(on, "cpu"))
+    assert seen == [False, False]
+    monkeypatch.setattr(C, "_REMOTE_CODE_CONSENT", set())
+    C.allow_remote_code(on.model.name)  # what --trust-remote-code or the workbench's confirm does
     M.load_base_model(on, M.resolve_precision(on, "cpu"))
     assert seen[2:] == [True, True]
 
@@ -102,7 +107,9 @@ class Boom:
 
 def test_a_tampered_checkpoint_is_not_executed(trained, monkeypatch, tmp_path):
     """Checkpoints hold optimizer state in torch's format, read with weights_only=True: a pickle that
-    would run code is refused, not run."""
+    would run code is refused, not run. Its sha256 no longer matches the COMPLETE marker either; here the
+    marker is an old one without hashes, so the load itself must refuse it. The resume then goes on from
+    the checkpoint before it."""
     import torch
 
     monkeypatch.setenv("HUMANLIKE_TUI_HOME", str(trained.home))
@@ -111,15 +118,18 @@ def test_a_tampered_checkpoint_is_not_executed(trained, monkeypatch, tmp_path):
     shutil.copytree(trained.run_dir, copy)
     try:
         run = S.Run(copy)
-        _, cp = run.latest_checkpoint()
+        (older, _), (step, cp) = run.checkpoints()[-2:]
         torch.save({"optimizer": Boom()}, cp / "trainer_state.pt")
-        cfg = run.config().replace(**{"train.max_steps": 5})
+        (cp / S.COMPLETE).write_text('{"written": 1}')
         from humanlike_tui.engine.training.run import run_training
-        from humanlike_tui.errors import TrainingError
 
-        with pytest.raises(TrainingError, match="Unpickling|weights_only|Weights only"):
-            run_training(cfg, resume="tampered")
+        events: list = []
+        result = run_training(run.config(), events.append, resume="tampered")
         assert not (tmp_path / "PWNED").exists()
+        warnings = [e.message for e in events if isinstance(e, E.Log) and e.level == "warning"]
+        assert any(f"step-{step:06d} is damaged: it cannot be read (UnpicklingError" in w for w in warnings), warnings
+        assert [e.start_step for e in events if isinstance(e, E.RunStarted)] == [older]
+        assert result.status == "finished"
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from humanlike_tui.config import current_umask
 from humanlike_tui.paths import cache_dir
 
 
@@ -129,6 +130,7 @@ def ensure_builtin(name: str, log=lambda msg: None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; a model folder is not
         torch.manual_seed(0)
         device = "cuda" if torch.cuda.is_available() and name != "builtin:tiny-phi" else "cpu"
         with torch.device(device):

@@ -6,7 +6,7 @@ import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable
-from humanlike_tui.config import Config
+from humanlike_tui.config import Config, remote_code_consent
 from humanlike_tui.errors import ModelError
 from humanlike_tui.engine.models.builtins import ensure_builtin, quiet_libraries
 from humanlike_tui.engine.models.precision import Precision
@@ -79,7 +79,7 @@ def load_tokenizer(cfg: Config, path: str):
 
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision or None,
-                                            trust_remote_code=cfg.model.trust_remote_code)
+                                            trust_remote_code=remote_code_consent(cfg))
     except (OSError, ValueError) as exc:
         raise hub_error(path, exc) from None
     if tok.eos_token is None:
@@ -139,12 +139,13 @@ def load_base_model(cfg: Config, precision: Precision, device_index: int = 0, lo
     import torch
     from transformers import AutoModelForCausalLM
 
+    remote_code_consent(cfg)  # refused before any file of the model is read
     quiet_libraries()
     path = resolve_model_path(cfg, log)
     tokenizer = load_tokenizer(cfg, path)
     kwargs: dict[str, Any] = dict(
         dtype=precision.torch_dtype, attn_implementation=cfg.model.attn_implementation,
-        trust_remote_code=cfg.model.trust_remote_code, use_safetensors=True,
+        trust_remote_code=remote_code_consent(cfg), use_safetensors=True,
         revision=cfg.model.revision or None)
     qcfg = quantization_config(cfg, precision)
     if qcfg is not None:

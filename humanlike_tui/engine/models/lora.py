@@ -57,7 +57,13 @@ def load_adapter(model, adapter_dir: str | os.PathLike, base_name: str):
 
     adir = Path(adapter_dir)
     check_adapter_dir(adir, base_name)
-    return PeftModel.from_pretrained(model, str(adir), is_trainable=False)
+    try:
+        return PeftModel.from_pretrained(model, str(adir), is_trainable=False)
+    except Exception as exc:  # a truncated or garbled file: safetensors raises its own error type
+        if "safetensor" not in f"{type(exc).__module__}.{type(exc).__name__}".lower():
+            raise
+        raise ModelError(f"{adir}/adapter_model.safetensors is damaged ({str(exc).splitlines()[0][:200]}); "
+                         "resume or retrain the run") from None
 
 
 def check_adapter_dir(adir: Path, base_name: str | None = None) -> dict:
@@ -76,7 +82,17 @@ def check_adapter_dir(adir: Path, base_name: str | None = None) -> dict:
         acfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{adir}/adapter_config.json: unreadable ({exc})") from None
-    made_for = (adir / "base_model.txt").read_text(encoding="utf-8").strip() if (adir / "base_model.txt").exists() else None
+    try:
+        made_for = (adir / "base_model.txt").read_text(encoding="utf-8").strip() \
+            if (adir / "base_model.txt").exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{adir}/base_model.txt is unreadable ({type(exc).__name__}); it should name the base "
+                         "model in UTF-8 text; resume or retrain the run") from None
+    from humanlike_tui.engine.storage.runs import verify_manifest
+
+    damaged = verify_manifest(adir)  # sizes and sha256 recorded when the adapter was written
+    if damaged and (adir / "COMPLETE").is_file():
+        raise ModelError(f"{adir}: the adapter is damaged ({damaged}); resume or retrain the run")
     if base_name and made_for and made_for != base_name:
         raise ModelError(f"{adir}: this adapter was trained on {made_for!r}, not {base_name!r}; "
                          f"set model.name = {made_for!r} to use it")

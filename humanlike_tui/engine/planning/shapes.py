@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from humanlike_tui.config import Config
+from humanlike_tui.config import Config, remote_code_consent
 from humanlike_tui.errors import ModelError
 
 
@@ -192,4 +192,4 @@ def _cached_shapes(name: str, revision: str, trust: bool) -> ModelShapes:
 
 def load_model_shapes(cfg: Config) -> ModelShapes:
     """The model's shapes (cached per name and revision). Raises ModelError with the fix."""
-    return _cached_shapes(cfg.model.name.strip(), cfg.model.revision, cfg.model.trust_remote_code)
+    return _cached_shapes(cfg.model.name.strip(), cfg.model.revision, remote_code_consent(cfg))

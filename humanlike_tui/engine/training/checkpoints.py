@@ -59,6 +59,25 @@ def write_checkpoint(folder: Path, model, opt, scaler, reference: dict | None, s
     S.write_json(folder / "state.json", state)
 
 
+CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", "trainer_state.pt", "state.json")
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None if the checkpoint looks usable: complete, every file as large and with the sha256 its
+    COMPLETE marker recorded, and a state.json that names its step. Else why not, in words."""
+    problem = S.verify_manifest(folder)
+    if problem:
+        return problem
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    state = S.read_json(folder / "state.json")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or f"step-{step:06d}" != folder.name:
+        return f"state.json does not name step {folder.name.removeprefix('step-').lstrip('0') or '0'}"
+    return None
+
+
 def read_checkpoint(folder: Path, model, opt, scaler, device) -> tuple[dict[str, Any], dict | None]:
     """Load a checkpoint into the model, optimizer and scaler and restore the RNGs.
     Returns (the saved counters, the DPO reference LoRA weights or None)."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from humanlike_tui.config import Config
 from humanlike_tui.engine.storage import runs as S
-from humanlike_tui.errors import ConfigError, HumanlikeError, InputError, TrainingError
+from humanlike_tui.errors import ConfigError, HumanlikeError, InputError, TrainingError, write_crash_report
 from humanlike_tui.events import (Emit, Failed, Finished, RunStarted, ignore)
-from humanlike_tui.engine.training.distributed import Dist, init_distributed
+from humanlike_tui.engine.training.distributed import Dist, barrier, init_distributed
 from humanlike_tui.engine.training.schedule import check_resume_compatible
 from humanlike_tui.engine.training.trainer import Trainer
 from humanlike_tui.engine.hardware.probe import library_versions
@@ -48,15 +48,18 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
     run = None
     trainer = None
     try:
-        run, cfg, checkpoint = _open_run(cfg, resume, run_name, dist)
+        run, cfg, checkpoints = _open_run(cfg, resume, run_name, dist)
         trainer = Trainer(cfg, emit, stop, pause, run, dist, power)
         if dist.main:
-            run.acquire()
             run.update_meta(status="running", base_model=cfg.model.name, method=cfg.train.method,
                             data_source=cfg.data.source, versions=library_versions(), max_steps=cfg.train.max_steps)
         trainer.setup()
-        if checkpoint is not None:
-            trainer.restore(checkpoint[1])
+        damaged, restored = trainer.restore_newest(checkpoints) if checkpoints else ([], None)
+        barrier(dist)  # every rank has read its checkpoint before the damaged ones go
+        if dist.main:
+            for path, _ in damaged:
+                S.discard_folder(path)
+        if restored is not None:
             if dist.main:
                 run.truncate_metrics(trainer.step)
             trainer.log(f"resumed {run.run_id} at step {trainer.step}")
@@ -93,7 +96,9 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
         import torch
 
         kind = "oom" if isinstance(exc, torch.OutOfMemoryError) else "error"
-        reason = _failure_message(exc)
+        reason = _failure_message(exc, run)
+        if kind == "error" and reason.startswith("training failed:"):
+            reason += _unexpected(exc, cfg)
         _fail(emit if dist.main else ignore, run, reason, kind)
         raise TrainingError(reason) from exc
     finally:
@@ -111,42 +116,106 @@ def _discard_new_run(run: S.Run, dist: Dist) -> bool:
         return False
     import shutil
 
-    trash = run.run_dir.with_name(f".tmp-discard-{run.run_id}")
+    trash = run.run_dir.with_name(f".tmp-discard-{run.run_id}-{os.getpid()}")
     try:
         os.replace(run.run_dir, trash)  # out of the list at once, even if the delete is cut short
     except OSError:
         return False
+    run.release()
     shutil.rmtree(trash, ignore_errors=True)
     return True
 
 
-def _failure_message(exc: Exception) -> str:
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+def _failure_message(exc: Exception, run: S.Run | None = None) -> str:
+    full = _disk_full(exc, run)
+    if full is not None:
         return ("the disk is full; free some space and resume the run (the last complete checkpoint is kept, "
-                "the one being written was discarded)")
+                f"the one being written was discarded{full})")
     return f"training failed: {type(exc).__name__}: {exc}"
 
 
+def _unexpected(exc: Exception, cfg: Config | None) -> str:
+    """The failure message of an error we did not foresee, with a crash report (traceback, versions,
+    config) for the bug report: the person sees one line, never a traceback."""
+    report = write_crash_report(exc, config=cfg)
+    return f" (crash report: {report})" if report is not None else ""
+
+
+NO_SPACE = (28, 122)  # ENOSPC, EDQUOT (over quota)
+FULL_BELOW_BYTES = 64 * 2**20
+WRITE_WORDS = ("write", "unexpected pos", "no space", "os error 28", "i/o error")
+
+
+def _disk_full(exc: BaseException, run: S.Run | None) -> str | None:
+    """Whether a failure was the disk filling up: ' (N MB free in DIR)' or '' if so, None if not.
+
+    Not every writer says ENOSPC: torch.save reports a full disk as RuntimeError('... unexpected pos
+    ...' / 'file write failed'), safetensors as its own error type. So for any failure that looks like
+    a write, look at the free space where the run writes."""
+    seen, chain = set(), []
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(e, OSError) and e.errno in NO_SPACE for e in chain):
+        return _free_text(run)
+    looks_like_write = any(isinstance(e, OSError) or any(w in f"{type(e).__name__} {e}".lower() for w in WRITE_WORDS)
+                           for e in chain)
+    if not looks_like_write or run is None:
+        return None
+    free = _free_bytes(run)
+    newest = run.latest_checkpoint()
+    needed = max(FULL_BELOW_BYTES, 2 * S.folder_bytes(newest[1]) if newest else 0)
+    return _free_text(run) if free is not None and free < needed else None
+
+
+def _free_bytes(run: S.Run | None) -> int | None:
+    import shutil
+
+    try:
+        return shutil.disk_usage(run.run_dir).free if run is not None else None
+    except OSError:
+        return None
+
+
+def _free_text(run: S.Run | None) -> str:
+    free = _free_bytes(run)
+    return "" if free is None else f"; {free / 2**20:.1f} MB free in {run.run_dir.parent}"
+
+
 def _open_run(cfg: Config | None, resume: str | None, run_name: str | None, dist: Dist):
+    """The run to train, its config and the checkpoint to resume from. The main process holds the
+    run's lock before it changes anything: a resume refused because another process trains the run
+    (StoreError) has changed no byte of it, and its caller gets no run to mark failed or unlock."""
     if resume:
         run = S.get_run(resume)
-        saved = run.config()
-        cfg = cfg or saved
-        check_resume_compatible(saved, cfg)
-        run.clean_partial() if dist.main else None
-        checkpoint = run.latest_checkpoint()  # None: killed before its first checkpoint, starts again
-        if dist.main and cfg != saved:
-            from humanlike_tui.config import save_config
+        if dist.main:
+            run.acquire()
+        try:
+            saved = run.config()
+            cfg = cfg or saved
+            check_resume_compatible(saved, cfg)
+            run.clean_partial() if dist.main else None
+            checkpoints = run.checkpoints()  # none: killed before its first checkpoint, starts again
+            if dist.main and cfg != saved:
+                from humanlike_tui.config import save_config
 
-            save_config(cfg, run.run_dir / "config.toml", header=f"config of run {run.run_id} (changed on resume)")
-        return run, cfg, checkpoint
+                save_config(cfg, run.run_dir / "config.toml",
+                            header=f"config of run {run.run_id} (changed on resume)")
+        except BaseException:
+            run.release()
+            raise
+        return run, cfg, checkpoints
     if cfg is None:
         raise ConfigError("config: give a config or a run to resume")
     if dist.world > 1:
         run = _shared_run(cfg, run_name, dist)
     else:
         run = S.create_run(cfg, run_name)
-    return run, cfg, None
+    if dist.main:
+        run.acquire()
+    return run, cfg, []
 
 
 def _shared_run(cfg: Config, run_name: str | None, dist: Dist) -> S.Run:
@@ -159,7 +228,7 @@ def _shared_run(cfg: Config, run_name: str | None, dist: Dist) -> S.Run:
 
 
 def _fail(emit: Emit, run: S.Run | None, reason: str, kind: str) -> None:
-    if run is not None:
+    if run is not None and run.holds_lock:  # only the process that holds the run writes to it
         try:
             run.update_meta(status="failed", error=reason, failed=time.time())
         except OSError:

@@ -20,7 +20,8 @@ from humanlike_tui.engine.hardware.procmem import device_memory, peak_memory_byt
 from humanlike_tui.engine.hardware.sampler import gpu_power_reader, read_watts
 from humanlike_tui.engine.planning.passes import plan_for_device
 from humanlike_tui.engine.storage import runs as S
-from humanlike_tui.engine.training.checkpoints import TrainState, read_checkpoint, write_checkpoint
+from humanlike_tui.engine.training.checkpoints import (TrainState, read_checkpoint, verify_checkpoint,
+                                                       write_checkpoint)
 from humanlike_tui.engine.training.distributed import Dist, agreed_flags, barrier, sum_across
 from humanlike_tui.engine.training.heldout import HeldOut
 from humanlike_tui.engine.training.reference import DpoReference
@@ -105,7 +106,7 @@ class Trainer:
         if self.dist.main:
             existing = self.run.latest_checkpoint()
             if not (existing and existing[0] == self.step):
-                with S.atomic_dir(target) as tmp:
+                with S.atomic_dir(target, manifest=True) as tmp:  # sizes and sha256 in COMPLETE
                     write_checkpoint(tmp, self.model, self.steps.opt, self.steps.scaler, self.reference.state,
                                      self.counters())
                 self.run.prune_checkpoints(self.cfg.train.keep_checkpoints)
@@ -118,6 +119,35 @@ class Trainer:
         self.state.budget, self.state.elapsed_s, self.state.energy_wh = (self.steps.budget, self.elapsed(),
                                                                          self.energy.wh)
         return self.state.to_dict(self.passes.checkpointing)
+
+    def restore_newest(self, checkpoints: list[tuple[int, Path]]) -> tuple[list[tuple[Path, str]], Path | None]:
+        """Resume from the newest checkpoint that verifies and loads; the newer ones that do not are
+        skipped, each with why (a Log warning). Returns (the skipped ones with their reasons, the one
+        restored or None: none was usable, the run starts again from step 0)."""
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        fresh = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+        skipped: list[tuple[Path, str]] = []
+        for _, path in reversed(checkpoints):
+            reason = verify_checkpoint(path)
+            if reason is None:
+                try:
+                    self.restore(path)
+                except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, try an older one
+                    reason = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+                    set_peft_model_state_dict(self.model, fresh)
+                    self.state = TrainState()
+            if reason is None:
+                if skipped:
+                    self.log(f"resuming from {path.name}: " + "; ".join(f"{p.name} is damaged: {why}"
+                                                                       for p, why in skipped)
+                             + " (the damaged checkpoints are removed)", "warning")
+                return skipped, path
+            skipped.append((path, reason))
+        if skipped:
+            self.log("no checkpoint is usable (" + "; ".join(f"{p.name}: {why}" for p, why in skipped)
+                     + "); training again from step 0", "warning")
+        return skipped, None
 
     def restore(self, path: Path) -> None:
         saved, reference = read_checkpoint(path, self.model, self.steps.opt, self.steps.scaler, self.device)
@@ -236,7 +266,7 @@ class Trainer:
 
     def save_adapter(self) -> Path:
         if self.dist.main:
-            with S.atomic_dir(self.run.adapter_dir) as tmp:
+            with S.atomic_dir(self.run.adapter_dir, manifest=True) as tmp:
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tok.save_pretrained(tmp)
                 (tmp / "base_model.txt").write_text(self.cfg.model.name + "\n", encoding="utf-8")
