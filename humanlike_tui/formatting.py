@@ -36,6 +36,13 @@ def gib(n: float | None, digits: int = 2, *, unit: bool = True, unknown: str = "
     return f"{n / GIB:.{digits}f}" + (" GiB" if unit else "")
 
 
+def memory_text(n: float | None, unknown: str = "n/a") -> str:
+    """Memory as `hw` shows it: '5.60 GiB' from 1 GiB up, else '512 MiB'."""
+    if n is None:
+        return unknown
+    return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / 2**20:.0f} MiB"
+
+
 # ---- times ----
 
 def date_text(t: float | None, with_time: bool = False, unknown: str = "—") -> str:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
 from humanlike_tui.errors import InputError
+from humanlike_tui.formatting import date_text, size_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,25 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="GGUF weight type (with --format gguf; default q8_0)")
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def date_text(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "?"
-
-
 def table_rows(infos) -> list[list[str]]:
     rows = [["NAME", "STATE", "BASE MODEL", "DATA", "METHOD", "STEPS", "EVAL LOSS", "DATE", "SIZE"]]
     for a in infos:
         steps = f"{a.steps if a.steps is not None else '?'}/{a.max_steps or '?'}"
         loss = f"{a.final_eval_loss:.4f}" if a.final_eval_loss is not None else "-"
-        rows.append([a.name, a.state, a.base_model, a.data_source, a.method, steps, loss, date_text(a.created),
-                     human_bytes(a.size_bytes)])
+        date = date_text(a.created, with_time=True, unknown="?")
+        rows.append([a.name, a.state, a.base_model, a.data_source, a.method, steps, loss, date, size_text(a.size_bytes)])
     return rows
 
 
@@ -137,7 +125,7 @@ def do_delete(args: argparse.Namespace) -> int:
     from humanlike_tui.engine.storage import runs as store
 
     info = library.get_adapter(args.name)  # a clear error for an unknown name before asking anything
-    if not args.yes and not confirm(f"delete run {info.name} ({info.state}, {human_bytes(info.size_bytes)})?"):
+    if not args.yes and not confirm(f"delete run {info.name} ({info.state}, {size_text(info.size_bytes)})?"):
         print("not deleted")
         return 0
     store.delete_run(info.name)

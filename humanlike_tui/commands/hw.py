@@ -15,6 +15,7 @@ from typing import Any
 
 from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
 from humanlike_tui.errors import ConfigError
+from humanlike_tui.formatting import gib, memory_text
 
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red", "unknown": "dim"}
 
@@ -73,8 +74,8 @@ def _print_check(check: Any) -> None:
     console = Console(highlight=False)
     what = "torch's peak reserved memory" if check.device == "cuda" else "the process's peak RSS"
     console.print(f"Measured over {check.steps} step(s) on {check.device} ({check.tokens:,} tokens per pass, rows "
-                  f"up to {check.seq_len}): {what} {_size(check.measured_bytes)}, estimate "
-                  f"{_size(check.estimated_bytes)} ({check.error:+.0%}).", soft_wrap=True)
+                  f"up to {check.seq_len}): {what} {memory_text(check.measured_bytes)}, estimate "
+                  f"{memory_text(check.estimated_bytes)} ({check.error:+.0%}).", soft_wrap=True)
     if check.budget_reduced:
         console.print("[yellow]The engine ran out of memory and halved its token budget during the check.[/]")
 
@@ -90,17 +91,9 @@ def _plan(cfg: Any, report: Any, args: argparse.Namespace) -> Any:
 # --- human output ----------------------------------------------------------------------------------
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def _used_total(used: int | None, total: int | None) -> str:
     """'5.0/8.0 GiB': compact, so the GPU table fits an 80-column terminal."""
-    def gib(n: int | None) -> str:
-        return "n/a" if n is None else f"{n / 2**30:.1f}"
-    return f"{gib(used)}/{gib(total)} GiB"
+    return f"{gib(used, 1, unit=False, unknown='n/a')}/{gib(total, 1, unit=False, unknown='n/a')} GiB"
 
 
 def _na(value: Any, fmt: str = "{}") -> str:
@@ -136,14 +129,14 @@ def _print_gpus(console: Any, report: Any) -> None:
     for g in report.gpus:
         cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "n/a"
         table.add_row(str(g.index), g.name, cc, _used_total(g.memory_used, g.memory_total),
-                      _size(g.memory_free), _na(g.utilization_gpu, "{}%"), _na(g.temperature_c, "{}°C"),
+                      memory_text(g.memory_free), _na(g.utilization_gpu, "{}%"), _na(g.temperature_c, "{}°C"),
                       f"{_na(g.power_w, '{:.0f}')}/{_na(g.power_limit_w, '{:.0f}')} W")
     console.print(table)
     for g in report.gpus:
         if g.processes is None:
             console.print(f"  GPU {g.index} processes: n/a (the driver does not list them here)")
         elif g.processes:
-            procs = ", ".join(f"{p.name} (pid {p.pid}) {_size(p.used_bytes)}" for p in g.processes)
+            procs = ", ".join(f"{p.name} (pid {p.pid}) {memory_text(p.used_bytes)}" for p in g.processes)
             console.print(f"  GPU {g.index} processes: {procs}", soft_wrap=True)
         if g.errors:
             console.print(f"  [dim]GPU {g.index} fields not available: {'; '.join(g.errors)}[/]", soft_wrap=True)
@@ -168,8 +161,8 @@ def _print_software(console: Any, report: Any) -> None:
     else:
         table.add_row("bitsandbytes", f"[red]{b.error}[/]" if b.error != "not checked" else "not checked")
     table.add_row("system", f"{s.os}, {s.python}, {_na(s.cpu_count)} CPUs")
-    table.add_row("RAM", f"{_size(s.ram_available)} available of {_size(s.ram_total)}")
-    table.add_row("disk", f"{_size(s.disk_free)} free in {s.data_dir}")
+    table.add_row("RAM", f"{memory_text(s.ram_available)} available of {memory_text(s.ram_total)}")
+    table.add_row("disk", f"{memory_text(s.disk_free)} free in {s.data_dir}")
     console.print(table)
 
 
@@ -187,18 +180,18 @@ def _print_plan(console: Any, plan: Any) -> None:
     if wide:
         table.add_column("", style="dim")
     for it in plan.items:
-        table.add_row(it.label, _size(it.bytes), *([it.note] if wide else []))
+        table.add_row(it.label, memory_text(it.bytes), *([it.note] if wide else []))
     table.add_section()
-    torch_share = f"torch's share {_size(plan.peak_torch_bytes)}" if plan.device == "cuda" else ""
-    table.add_row("[bold]peak[/]", f"[bold]{_size(plan.peak_bytes)}[/]", *([torch_share] if wide else []))
-    table.add_row("available", _size(plan.available_bytes), *([plan.available_source] if wide else []))
+    torch_share = f"torch's share {memory_text(plan.peak_torch_bytes)}" if plan.device == "cuda" else ""
+    table.add_row("[bold]peak[/]", f"[bold]{memory_text(plan.peak_bytes)}[/]", *([torch_share] if wide else []))
+    table.add_row("available", memory_text(plan.available_bytes), *([plan.available_source] if wide else []))
     console.print(table)
     if not wide:
         console.print(f"  [dim]available = {plan.available_source}[/]", soft_wrap=True)
     style = VERDICT_STYLE.get(plan.verdict, "")
     head = f"[{style}]{plan.verdict.upper()}[/]"
     if plan.headroom_bytes is not None:
-        head += f" ({_size(abs(plan.headroom_bytes))} {'left' if plan.headroom_bytes >= 0 else 'short'})"
+        head += f" ({memory_text(abs(plan.headroom_bytes))} {'left' if plan.headroom_bytes >= 0 else 'short'})"
     console.print(head)
     for sg in plan.suggestions:
         console.print(f"  - {sg.text}", soft_wrap=True)

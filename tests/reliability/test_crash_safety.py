@@ -42,7 +42,9 @@ def kill(proc) -> None:
 
 
 def test_sigkill_at_random_moments_then_resume_finishes(home, capsys):
-    seed = int(os.environ.get("HLT_CRASH_SEED", time.time_ns() % 1_000_000))
+    # A fixed seed, so a failure repeats; HLT_CRASH_SEED=N tries other kill moments (the campaign in
+    # docs/reliability.md ran many).
+    seed = int(os.environ.get("HLT_CRASH_SEED", "20261202"))
     rng = random.Random(seed)
     note = f"(HLT_CRASH_SEED={seed} repeats this test)"
     name = "crashy"

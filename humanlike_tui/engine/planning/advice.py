@@ -12,6 +12,7 @@ from humanlike_tui.engine.planning.estimate import (CHECKPOINTING_SLOWDOWN, CUDA
                                                     Settings, estimate_items, lora_params, lora_targets, peak_of,
                                                     settings_for)
 from humanlike_tui.engine.planning.shapes import GiB, ModelShapes, load_model_shapes
+from humanlike_tui.formatting import gib
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,6 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
     return lo
 
 
-def _gib(n: int) -> str:
-    return f"{n / GiB:.2f} GiB"
-
-
 def _suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, available: int,
                  verdict: str) -> list[Suggestion]:
     """Fixes in the order people should try them: checkpointing, nf4, then fewer tokens per pass,
@@ -195,15 +192,15 @@ def _suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, avail
             if _fits(alt, available):
                 out.append(Suggestion({"model.gradient_checkpointing": False},
                                       f"Room to spare: model.gradient_checkpointing = false would also fit "
-                                      f"({_gib(alt)}) and train faster.", alt))
+                                      f"({gib(alt)}) and train faster.", alt))
         return out
     base, base_changes = s, {}
     if not s.checkpointing:
         base = dataclasses.replace(s, checkpointing=True)
         base_changes = {"model.gradient_checkpointing": True}
         alt = peak_of(shapes, base)
-        out.append(Suggestion(dict(base_changes), f"Turn on model.gradient_checkpointing: peak {_gib(peak)} -> "
-                                                  f"{_gib(alt)} ({CHECKPOINTING_SLOWDOWN}).", alt))
+        out.append(Suggestion(dict(base_changes), f"Turn on model.gradient_checkpointing: peak {gib(peak)} -> "
+                                                  f"{gib(alt)} ({CHECKPOINTING_SLOWDOWN}).", alt))
         if _fits(alt, available):
             # Enough alone; fewer tokens per pass is the alternative that keeps the speed.
             out += _token_suggestions(cfg, shapes, s, available, {}, allow_shorter_rows=False)
@@ -213,8 +210,8 @@ def _suggestions(cfg: Config, shapes: ModelShapes, s: Settings, peak: int, avail
         base = dataclasses.replace(base, quant="nf4", double_quant=True)
         alt = peak_of(shapes, base)
         also = " with checkpointing on" if base_changes else ""
-        out.append(Suggestion(changes, f"Use quant.mode = 'nf4' instead of {s.quant!r}{also}: peak {_gib(peak)} -> "
-                                       f"{_gib(alt)}.", alt))
+        out.append(Suggestion(changes, f"Use quant.mode = 'nf4' instead of {s.quant!r}{also}: peak {gib(peak)} -> "
+                                       f"{gib(alt)}.", alt))
         base_changes = changes
         if _fits(alt, available):
             return out
@@ -244,13 +241,13 @@ def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, available:
             out.append(Suggestion({**changes, "train.batch_size": rows, "train.grad_accum": accum},
                                   f"{first}{'l' if first else 'L'}ower train.batch_size to {rows} and raise "
                                   f"train.grad_accum to {accum} (about the same samples per step): "
-                                  f"peak -> {_gib(alt)}.", alt))
+                                  f"peak -> {gib(alt)}.", alt))
         best = max(one_row, best // 64 * 64)  # a round number; still fits (peak grows with tokens)
         alt = peak_of(shapes, dataclasses.replace(s, tokens=best))
         out.append(Suggestion({**changes, "train.micro_batch_tokens": best},
                               f"{first}{'s' if first else 'S'}et train.micro_batch_tokens = {best} (each step is split "
                               f"into passes of at most that many tokens; the maths stays the same): "
-                              f"peak -> {_gib(alt)}.", alt))
+                              f"peak -> {gib(alt)}.", alt))
         return out
     if not allow_shorter_rows:
         return out
@@ -264,9 +261,9 @@ def _token_suggestions(cfg: Config, shapes: ModelShapes, s: Settings, available:
         alt = peak_of(shapes, dataclasses.replace(s, seq_len=length, tokens=length * rows_factor))
         out.append(Suggestion({**changes, "data.max_length": length, "train.micro_batch_tokens": length * rows_factor},
                               f"{first}{'l' if first else 'L'}ower data.max_length to {length} (longer rows are "
-                              f"dropped), one row per pass: peak -> {_gib(alt)}.", alt))
+                              f"dropped), one row per pass: peak -> {gib(alt)}.", alt))
     else:
         smallest = peak_of(shapes, dataclasses.replace(s, seq_len=16, tokens=16 * rows_factor))
-        out.append(Suggestion({}, f"Even 16-token rows need {_gib(smallest)}: this model does not fit here; "
+        out.append(Suggestion({}, f"Even 16-token rows need {gib(smallest)}: this model does not fit here; "
                                   "choose a smaller model or a GPU with more memory.", smallest))
     return out
