@@ -29,7 +29,7 @@ def describe(event: ev.Event) -> str | None:
             if event.step % step_log_every(event.total_steps) and event.step != event.total_steps:
                 return None
             return (f"step {event.step}/{event.total_steps} loss {event.loss:.4f} lr {fmt.learning_rate(event.lr)} "
-                    f"{fmt.rate(event.tokens_per_s)} tok/s")
+                    f"{fmt.rate(event.tokens_per_s)} tok/s" + _metrics(event.metrics, STEP_METRICS))
         case ev.Eval():
             return f"eval at step {event.step}: loss {event.eval_loss:.4f}" + _metrics(event.metrics)
         case ev.CheckpointSaved():
@@ -48,7 +48,25 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
-def _metrics(metrics: dict[str, float]) -> str:
-    if not metrics:
-        return ""
-    return " (" + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())) + ")"
+# How the engine's metric keys read in the log: (label, format). Eval metrics come from
+# engine/training/heldout.py, the DPO step metrics from engine/training/trainer.py.
+METRIC_TEXT = {
+    "eval_logp_accuracy": ("log-prob accuracy", "{:.0%}"),
+    "eval_logp_margin": ("log-prob margin", "{:+.3f}"),
+    "eval_reward_accuracy": ("reward accuracy", "{:.0%}"),
+    "reward_accuracy": ("reward accuracy", "{:.0%}"),
+    "reward_margin": ("reward margin", "{:+.3f}"),
+}
+STEP_METRICS = ("reward_accuracy", "reward_margin")  # the DPO figures worth a log line; the rest are charted
+
+
+def metric_text(key: str, value: float) -> str:
+    label, pattern = METRIC_TEXT.get(key, (key.removeprefix("eval_").replace("_", " "), "{:.3g}"))
+    return f"{label} {pattern.format(value)}"
+
+
+def _metrics(metrics: dict[str, float], keys: tuple[str, ...] | None = None) -> str:
+    """', label value' for each metric (all of them, or those of `keys`, in that order): a label and its
+    value are always adjacent, so a wrapped line never puts one metric's value after another's name."""
+    items = [(k, metrics[k]) for k in keys if k in metrics] if keys is not None else sorted(metrics.items())
+    return "".join(f", {metric_text(k, v)}" for k, v in items)

@@ -96,7 +96,9 @@ class RunTracker:
                 setattr(self, f.name, getattr(fresh, f.name))
 
     def add_log(self, now: float, text: str) -> None:
-        self.log.append(f"[{clock_stamp(now)}] {text}")
+        """A log line stamped with the time since the workbench started ('+03:12 ...'): the sign says it is
+        an elapsed time, not a clock time."""
+        self.log.append(f"+{clock_stamp(now)} {text}")
         self.log_total += 1
         self.version += 1
 

@@ -129,7 +129,8 @@ class FakeEngine:
                 raise TrainingError(f"loss became NaN at step {step}; lower train.learning_rate")
             emit(self._step(step))
             if self.eval_every and step % self.eval_every == 0:
-                emit(ev.Eval(step, fake_loss(step) + 0.15, {"accuracy": 0.5 + step / 200},
+                emit(ev.Eval(step, fake_loss(step) + 0.15, {"eval_logp_accuracy": 0.5 + step / 200,
+                                                            "eval_logp_margin": 0.004 * step},
                              samples=(("How was your weekend?", FAKE_ANSWERS[(step // self.eval_every) % 3]),
                                       ("Any tips for sleeping better?", FAKE_ANSWERS[1]))))
         emit(ev.CheckpointSaved(self.total_steps, f"{self.run_dir}/checkpoints/step-{self.total_steps}", "final"))

@@ -8,13 +8,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import Button, Footer, Header, Label, ProgressBar, Static
 
 from humanlike_tui.formatting import duration
 from humanlike_tui.ui import format as fmt
 from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import LossChart, VramChart
+from humanlike_tui.ui.widgets.flow_log import FlowLog
 
 STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
                 "pausing": "bold yellow", "paused": "bold yellow", "stopped": "bold yellow",
@@ -86,7 +87,7 @@ class TrainScreen(Screen):
     TrainScreen #bottom { height: 1fr; }
     TrainScreen #bottom > Vertical { width: 1fr; }
     TrainScreen .pane-title { text-style: bold; color: $text-accent; padding: 0 1; }
-    TrainScreen RichLog { height: 1fr; padding: 0 1; background: $surface; }
+    TrainScreen FlowLog { height: 1fr; padding: 0 1; background: $surface; }
     TrainScreen #buttons { height: auto; padding: 0 1; }
     TrainScreen #buttons Button { margin-right: 1; }
     """
@@ -113,10 +114,10 @@ class TrainScreen(Screen):
         with Horizontal(id="bottom"):
             with Vertical():
                 yield Label("Answers at each evaluation", classes="pane-title")
-                yield RichLog(id="samples", wrap=True, markup=False)
+                yield FlowLog(id="samples")
             with Vertical():
-                yield Label("Log", classes="pane-title")
-                yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
+                yield Label("Log (+mm:ss: time since the workbench started)", classes="pane-title")
+                yield FlowLog(id="log")
         with Horizontal(id="buttons"):
             yield Button("New run", id="new", variant="success")
             yield Button("Stop", id="stop", variant="error")
@@ -161,19 +162,19 @@ class TrainScreen(Screen):
     def _append_log(self, t: RunTracker) -> None:
         new = t.log_total - self._log_shown
         if new > 0:
-            log = self.query_one("#log", RichLog)
+            log = self.query_one("#log", FlowLog)
             for line in list(t.log)[-min(new, len(t.log)):]:
-                log.write(line)
+                log.add(line)
             self._log_shown = t.log_total
 
     def _append_samples(self, t: RunTracker) -> None:
-        pane = self.query_one("#samples", RichLog)
+        pane = self.query_one("#samples", FlowLog)
         if len(t.samples) < self._samples_shown:  # a new run began: start the pane afresh
-            pane.clear()
+            pane.clear_entries()
             self._samples_shown = 0
         for block in t.samples[self._samples_shown:]:
-            pane.write(Text(f"── step {block.step} · eval loss {block.eval_loss:.3f} ──", style="bold"))
+            pane.add(Text(f"── step {block.step} · eval loss {block.eval_loss:.3f} ──", style="bold"))
             for prompt, answer in block.answers:
-                pane.write(Text(f"> {prompt}", style="cyan"))
-                pane.write(Text(answer.strip() or "(empty answer)"))
+                pane.add(Text(f"> {prompt}", style="cyan"))
+                pane.add(Text(answer.strip() or "(empty answer)"))
         self._samples_shown = len(t.samples)
