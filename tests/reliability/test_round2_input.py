@@ -21,6 +21,7 @@ from humanlike_tui.engine import data as D
 from humanlike_tui.engine.data import loading as data_loading
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import ConfigError, DataError
+from humanlike_tui.engine.storage import files
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -99,7 +100,7 @@ def fake_finished_run(name: str = "done") -> S.Run:
     """A run folder with a config and an adapter marked complete: enough for chat's checks before loading."""
     run = S.create_run(C.load_preset("demo"), name)
     run.adapter_dir.mkdir()
-    (run.adapter_dir / S.COMPLETE).write_text("{}")
+    (run.adapter_dir / files.COMPLETE).write_text("{}")
     run.update_meta(status="finished")
     return run
 

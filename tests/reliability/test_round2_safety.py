@@ -14,6 +14,7 @@ import pytest
 from humanlike_tui import cli
 from humanlike_tui import config as C
 from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.storage import files
 
 MARKER_CODE = '''
 import os, sys
@@ -58,7 +59,7 @@ def code_run(model: Path, name: str = "coderun") -> S.Run:
     cfg = C.load_preset("demo").replace(**{"model.name": str(model), "model.trust_remote_code": True,
                                            "quant.mode": "none", "quant.double_quant": False})
     run = S.create_run(cfg, name)
-    with S.atomic_dir(run.adapter_dir, manifest=True) as tmp:
+    with files.atomic_dir(run.adapter_dir, manifest=True) as tmp:
         (tmp / "adapter_config.json").write_text("{}")
         (tmp / "adapter_model.safetensors").write_bytes(b"not loaded: refused before")
     run.update_meta(status="finished")
@@ -172,7 +173,7 @@ def test_no_crash_report_possible_still_one_line(home, capsys, monkeypatch):
 
 def test_a_damaged_adapter_or_base_model_file_is_a_message_in_chat(home, capsys):
     run = S.create_run(C.load_preset("demo"), "broken")
-    with S.atomic_dir(run.adapter_dir, manifest=True) as tmp:
+    with files.atomic_dir(run.adapter_dir, manifest=True) as tmp:
         (tmp / "adapter_config.json").write_text("{}")
         (tmp / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
         (tmp / "base_model.txt").write_text("builtin:tiny-phi\n")

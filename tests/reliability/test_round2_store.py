@@ -23,6 +23,7 @@ from humanlike_tui import config as C
 from humanlike_tui.engine.storage import library
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import StoreError
+from humanlike_tui.engine.storage import files
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -40,7 +41,7 @@ def interrupted_run(name: str = "live") -> S.Run:
     cp = run.checkpoints_dir / "step-000002"
     cp.mkdir(parents=True)
     (cp / "state.json").write_text('{"step": 2}')
-    (cp / S.COMPLETE).write_text("{}")
+    (cp / files.COMPLETE).write_text("{}")
     run.append_metric({"step": 1, "kind": "train", "loss": 9.0})
     run.append_metric({"step": 2, "kind": "train", "loss": 8.0})
     run.update_meta(status="running", steps=2)
@@ -52,6 +53,7 @@ def interrupted_run(name: str = "live") -> S.Run:
 HOLDER = """
 import sys
 from pathlib import Path
+from humanlike_tui.engine.storage import files
 from humanlike_tui.engine.storage import runs as S
 run = S.Run(Path(sys.argv[1]))
 run.acquire()
@@ -60,7 +62,7 @@ half.mkdir(parents=True)
 (half / "adapter_model.safetensors").write_bytes(b"half written")
 print("holding", flush=True)
 sys.stdin.readline()
-(half / S.COMPLETE).write_text("{}")
+(half / files.COMPLETE).write_text("{}")
 half.rename(run.checkpoints_dir / "step-000003")
 run.release()
 print("released", flush=True)
@@ -264,16 +266,16 @@ def test_files_and_folders_follow_the_umask_like_a_normal_write(home, tmp_path, 
     try:
         run = S.create_run(C.load_preset("demo"), "modes")  # config.toml, meta.json: atomic_write_text
         run.append_metric({"step": 1})
-        with S.atomic_dir(run.checkpoints_dir / "step-000001", manifest=True) as tmp:  # checkpoints, adapters,
+        with files.atomic_dir(run.checkpoints_dir / "step-000001", manifest=True) as tmp:  # checkpoints, adapters,
             (tmp / "weights.safetensors").write_bytes(b"w")  # and exports (storage.export) are made so
             S.write_json(tmp / "state.json", {"step": 1})
-        with S.atomic_dir(tmp_path / "export") as tmp:
+        with files.atomic_dir(tmp_path / "export") as tmp:
             S.write_json(tmp / "humanlike_export.json", {"run": "modes"})
     finally:
         os.umask(old)
     cp = run.checkpoints_dir / "step-000001"
     # Was: 0600 files and 0700 folders (the temp-file defaults) that other programs could not read.
-    for path in (run.run_dir / "config.toml", run.meta_path, cp / "state.json", cp / S.COMPLETE,
+    for path in (run.run_dir / "config.toml", run.meta_path, cp / "state.json", cp / files.COMPLETE,
                  tmp_path / "export" / "humanlike_export.json"):
         assert oct(path.stat().st_mode & 0o777) == oct(file_mode), path
     for path in (cp, tmp_path / "export"):

@@ -20,6 +20,7 @@ from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.engine.training import run as training_run
 from humanlike_tui.engine.training.checkpoints import verify_checkpoint
 from humanlike_tui.errors import TrainingError
+from humanlike_tui.engine.storage import files
 
 # A run cut to the bone: no evaluation, no held-out rows, no quantization (loads fastest), tiny batches.
 QUICK = {"train.eval_every": 0, "data.eval_fraction": 0.0, "train.sample_prompts": 0, "train.warmup_steps": 1,
@@ -60,7 +61,7 @@ def damage(folder: Path, how: str) -> None:
     elif how == "state without step":
         S.write_json(folder / "state.json", {"samples_seen": 3})
     elif how == "no manifest, state without step":
-        (folder / S.COMPLETE).write_text('{"written": 1}')  # as written before manifests existed
+        (folder / files.COMPLETE).write_text('{"written": 1}')  # as written before manifests existed
         S.write_json(folder / "state.json", {"samples_seen": 3})
 
 
@@ -74,7 +75,7 @@ def test_each_kind_of_damage_is_found_before_anything_loads(home, how, reason):
     run = three_checkpoints(home)
     newest = run.checkpoints_dir / "step-000003"
     assert verify_checkpoint(newest) is None
-    marker = (newest / S.COMPLETE).read_text()
+    marker = (newest / files.COMPLETE).read_text()
     assert '"sha256"' in marker and '"trainer_state.pt"' in marker  # sizes and hashes recorded when written
     damage(newest, how)
     assert reason in (verify_checkpoint(newest) or ""), verify_checkpoint(newest)
@@ -85,7 +86,7 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_verifies(home):
     damage(run.checkpoints_dir / "step-000003", "truncated adapter")  # fails verification
     # Step 2 as an old checkpoint (no manifest) with random bytes for its optimizer state: it verifies,
     # then fails to load (was: loaded, then NaN); the model must not keep anything of it.
-    (run.checkpoints_dir / "step-000002" / S.COMPLETE).write_text('{"written": 1}')
+    (run.checkpoints_dir / "step-000002" / files.COMPLETE).write_text('{"written": 1}')
     state = run.checkpoints_dir / "step-000002" / "trainer_state.pt"
     state.write_bytes(os.urandom(state.stat().st_size))
     with open(run.run_dir / "metrics.jsonl", "ab") as f:  # was: UnicodeDecodeError / TypeError on resume
@@ -209,7 +210,7 @@ def test_chat_with_a_truncated_adapter_is_a_message_not_a_traceback(home, capsys
     from humanlike_tui import cli
 
     run = three_checkpoints(home)
-    (run.adapter_dir / S.COMPLETE).write_text('{"written": 1}')  # no manifest: only loading can tell
+    (run.adapter_dir / files.COMPLETE).write_text('{"written": 1}')  # no manifest: only loading can tell
     damage(run.adapter_dir, "truncated adapter")
     assert cli.main(["chat", "--adapter", "cps", "--prompt", "hi", "--json"]) == 2
     out, err = capsys.readouterr()

@@ -19,6 +19,7 @@ from humanlike_tui import events as E
 from humanlike_tui.engine import data as D
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import ModelError, StoreError
+from humanlike_tui.engine.storage import files
 
 PACKAGE = Path(humanlike_tui.__file__).parent
 
@@ -120,7 +121,7 @@ def test_a_tampered_checkpoint_is_not_executed(trained, monkeypatch, tmp_path):
         run = S.Run(copy)
         (older, _), (step, cp) = run.checkpoints()[-2:]
         torch.save({"optimizer": Boom()}, cp / "trainer_state.pt")
-        (cp / S.COMPLETE).write_text('{"written": 1}')
+        (cp / files.COMPLETE).write_text('{"written": 1}')
         from humanlike_tui.engine.training.run import run_training
 
         events: list = []

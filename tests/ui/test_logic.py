@@ -15,6 +15,7 @@ from humanlike_tui.ui import format as fmt
 from humanlike_tui.ui.event_text import describe
 from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.services import EngineLibrary, gpu_reading, hardware_view, plan_view, run_choice
+from humanlike_tui.engine.storage import files
 
 CFG = load_preset("demo")
 
@@ -162,11 +163,11 @@ def test_resumable_runs_and_their_history_from_the_real_store():
     for run, status in ((finished, "finished"), (stopped, "stopped"), (bare, "stopped")):
         run.update_meta(status=status)
     finished.adapter_dir.mkdir()
-    (finished.adapter_dir / store.COMPLETE).write_text("")
+    (finished.adapter_dir / files.COMPLETE).write_text("")
     for run in (finished, stopped):
         ckpt = run.checkpoints_dir / "step-000004"
         ckpt.mkdir(parents=True)
-        (ckpt / store.COMPLETE).write_text("")
+        (ckpt / files.COMPLETE).write_text("")
     stopped.append_metric({"step": 1, "kind": "train", "loss": 2.5, "lr": 1e-3})
     stopped.append_metric({"step": 2, "kind": "eval", "eval_loss": 2.4})
     # finished: nothing to resume; bare: no checkpoint to resume from

@@ -283,9 +283,25 @@ def test_unknown_lora_target_is_a_note_not_a_crash(phi2_shapes):
     assert any("o_proj" in n for n in plan.notes)
 
 
-def test_logits_chunk_matches_the_engine():
-    train = pytest.importorskip("humanlike_tui.engine.training.objectives")
-    assert memory.LOGP_CHUNK == train.LOGP_CHUNK
+def test_logits_chunk_matches_the_engine_and_bounds_big_vocabularies(monkeypatch):
+    import torch
+
+    from humanlike_tui.engine.planning import estimate
+    from humanlike_tui.engine.training import objectives
+
+    # One rule for the planner and the engine: phi-2's 51k vocabulary keeps 2048-token chunks; a 152k (Qwen)
+    # or 262k (Gemma) vocabulary gets fewer tokens per chunk, so one chunk's fp32 logits stay <= 512 MiB.
+    assert estimate.logits_chunk_tokens(51200) == estimate.LOGP_CHUNK == 2048
+    for vocab in (151936, 262144):
+        assert estimate.logits_chunk_tokens(vocab) * vocab * 4 <= estimate.LOGP_CHUNK_BYTES
+    # The engine cuts the head where the planner says: count the chunk sizes it computes.
+    seen = []
+    real = objectives._chunk_logp
+    monkeypatch.setattr(objectives, "LOGITS_KEEP_BYTES", 0)
+    monkeypatch.setattr(objectives, "_chunk_logp", lambda h, *a: seen.append(h.shape[0]) or real(h, *a))
+    head = torch.nn.Linear(8, 151936, bias=False)
+    objectives.token_logprobs(torch.randn(2000, 8), head, torch.zeros(2000, dtype=torch.long))
+    assert max(seen) == estimate.logits_chunk_tokens(151936) and sum(seen) == 2000
 
 
 # ---- the activation model against autograd (CPU: no autocast) -------------------------------------

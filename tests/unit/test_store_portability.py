@@ -3,15 +3,15 @@ import os
 import subprocess
 import sys
 
-from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.storage import locks
 
 
 def test_pid_alive_sees_this_process_and_not_a_finished_one():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert S.pid_alive(os.getpid())
-    assert not S.pid_alive(child.pid)
-    assert not S.pid_alive(0) and not S.pid_alive(-5)
+    assert locks.pid_alive(os.getpid())
+    assert not locks.pid_alive(child.pid)
+    assert not locks.pid_alive(0) and not locks.pid_alive(-5)
 
 
 def test_pid_alive_asks_psutil_not_a_signal(monkeypatch):
@@ -21,7 +21,7 @@ def test_pid_alive_asks_psutil_not_a_signal(monkeypatch):
 
     asked = []
     monkeypatch.setattr(psutil, "pid_exists", lambda pid: asked.append(pid) or False)
-    assert not S.pid_alive(os.getpid())
+    assert not locks.pid_alive(os.getpid())
     assert asked == [os.getpid()]
 
 

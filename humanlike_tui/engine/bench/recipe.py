@@ -13,6 +13,15 @@ from humanlike_tui.engine.bench.measure import (BenchData, PeakMemory, SideResul
 RECIPE_LORA = dict(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "dense"])
 
 
+def recipe_lora(model_type: str) -> dict:
+    """The recipe's LoRA for this architecture: q/k/v/dense on phi (as the report had it); on other families
+    the same layers under their names (the attention projections, e.g. q/k/v/o_proj on llama)."""
+    from humanlike_tui.engine.models.architectures import DEFAULT_TARGETS
+
+    targets = DEFAULT_TARGETS.get(model_type, RECIPE_LORA["target_modules"])
+    return RECIPE_LORA | {"target_modules": list(targets)}
+
+
 RECIPE_LR = 2e-4
 
 
@@ -66,7 +75,8 @@ def load_recipe_model(model_path: str, compute, cuda: bool):
                                                  device_map={"": 0} if cuda else None)
     keep_cpu_4bit_layout(model)  # a bitsandbytes CPU quirk (see model.py); no effect on a GPU
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    return get_peft_model(model, LoraConfig(bias="none", task_type="CAUSAL_LM", **RECIPE_LORA))
+    lora = recipe_lora(getattr(model.config, "model_type", "phi"))
+    return get_peft_model(model, LoraConfig(bias="none", task_type="CAUSAL_LM", **lora))
 
 
 def recipe_collator(tok, seen: list[int]):

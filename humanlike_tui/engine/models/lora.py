@@ -88,7 +88,7 @@ def check_adapter_dir(adir: Path, base_name: str | None = None) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{adir}/base_model.txt is unreadable ({type(exc).__name__}); it should name the base "
                          "model in UTF-8 text; resume or retrain the run") from None
-    from humanlike_tui.engine.storage.runs import verify_manifest
+    from humanlike_tui.engine.storage.files import verify_manifest
 
     damaged = verify_manifest(adir)  # sizes and sha256 recorded when the adapter was written
     if damaged and (adir / "COMPLETE").is_file():

@@ -31,7 +31,15 @@ ADAMW_BYTES = 8  # exp_avg + exp_avg_sq, fp32 each
 ANSWER_FRACTION = 0.6  # share of tokens that are answer tokens: the engine computes logits only for those
 
 
-LOGP_CHUNK = 2048  # the engine applies lm_head in chunks of this many tokens (training.objectives)
+LOGP_CHUNK = 2048  # the engine applies lm_head in chunks of at most this many tokens (training.objectives)
+# ... and of at most this many bytes of fp32 logits per chunk: a 150k-262k vocabulary (Qwen, Gemma) would
+# otherwise hold 1.2-2 GiB per chunk (x3 with backward); phi-2's 51k vocabulary keeps 2048 tokens.
+LOGP_CHUNK_BYTES = 512 * 2**20
+
+
+def logits_chunk_tokens(vocab_size: int) -> int:
+    """Tokens per lm_head chunk for this vocabulary: LOGP_CHUNK, fewer for a large vocabulary."""
+    return max(64, min(LOGP_CHUNK, LOGP_CHUNK_BYTES // (4 * max(1, vocab_size))))
 
 
 # Per logit element at the chunk's peak (its backward): the saved fp32 log-softmax output, the
@@ -315,9 +323,9 @@ def final_bytes_per_token(shapes: ModelShapes, s: Settings) -> float:
 
 
 def logits_bytes(shapes: ModelShapes, s: Settings) -> int:
-    """Logits exist only for answer tokens, one chunk of at most LOGP_CHUNK tokens at a time."""
+    """Logits exist only for answer tokens, one chunk (logits_chunk_tokens) at a time."""
     answer_tokens = math.ceil(ANSWER_FRACTION * s.tokens)
-    return min(answer_tokens, LOGP_CHUNK) * shapes.vocab_size * LOGIT_BYTES
+    return min(answer_tokens, logits_chunk_tokens(shapes.vocab_size)) * shapes.vocab_size * LOGIT_BYTES
 
 
 @dataclass(frozen=True)
@@ -375,7 +383,8 @@ def estimate_items(shapes: ModelShapes, s: Settings) -> list[PlanItem]:
     items.append(kept)
     if logits + final >= layer_moment.bytes:
         items.append(PlanItem("logits", "logits of one answer chunk (fp32, forward + backward)", logits,
-                              f"{min(math.ceil(ANSWER_FRACTION * t), LOGP_CHUNK):,} tokens x {shapes.vocab_size:,}"))
+                              f"{min(math.ceil(ANSWER_FRACTION * t), logits_chunk_tokens(shapes.vocab_size)):,} tokens x "
+                              f"{shapes.vocab_size:,}"))
         items.append(PlanItem("final", "final norm input, answer hidden states", final))
     else:
         items.append(dataclasses.replace(layer_moment, note=f"larger than the logits chunk ({logits / MiB:,.0f} MiB)"))

@@ -9,6 +9,7 @@ from typing import Callable
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.engine.storage.merge import MERGE_INTO, merged_model
 from humanlike_tui.errors import InputError, StoreError
+from humanlike_tui.engine.storage import files
 
 
 EXPORT_MARKER = "humanlike_export.json"  # written into every export: its provenance, and our licence to overwrite
@@ -80,7 +81,7 @@ def _save_export(model, tok, out: Path, run: S.Run, cfg, dtype: str, log: Callab
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True  # training turned the KV cache off; a user of the export wants it on
     log(f"writing the merged model ({dtype}) to {out}")
-    with S.atomic_dir(out) as tmp:
+    with files.atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         S.write_json(tmp / EXPORT_MARKER, {

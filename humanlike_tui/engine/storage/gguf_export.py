@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import InputError, ModelError, StoreError
+from humanlike_tui.engine.storage import files
 
 GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 DEFAULT_QUANT = "q8_0"
@@ -408,7 +409,7 @@ def export_gguf(run: S.Run | str, out_dir: str | Path, *, quant: str = DEFAULT_Q
     pieces = template_pieces(template, tok)
     stops = stop_strings(template, tok)
     name = gguf_file_name(run.run_id, quant)
-    with S.atomic_dir(out) as tmp:
+    with files.atomic_dir(out) as tmp:
         summary = write_gguf(model, tok, tmp / name, quant=quant, template=template, name=run.run_id,
                              extra={"humanlike.base_model": cfg.model.name, "humanlike.merge_into": merge_into,
                                     "humanlike.stop": json.dumps(stops, ensure_ascii=False)}, log=log)

@@ -17,28 +17,27 @@ half-written adapter that looks complete. Stdlib only, so the UI can list runs w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-from humanlike_tui.config import (Config, atomic_write_text, current_umask, load_config, replace_retrying,
+from typing import Any
+from humanlike_tui.config import (Config, atomic_write_text, load_config, replace_retrying,
                                   save_config)
 from humanlike_tui.errors import StoreError
 from humanlike_tui.paths import runs_dir
+from humanlike_tui.engine.storage.files import (read_fd_json, discard_folder, folder_bytes, is_complete, read_json,
+                                                write_json)
+from humanlike_tui.engine.storage.locks import LOCK_FILE, try_lock, as_pid, holder_alive, process_started
 
-COMPLETE = "COMPLETE"
-# Test-only hook: seconds to wait inside atomic_dir after the folder is complete and before the rename,
-# so the crash tests can kill a process in the middle of a checkpoint write. Unset in normal use.
-TEST_WRITE_DELAY_ENV = "HUMANLIKE_TUI_TEST_WRITE_DELAY"
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 
 
@@ -58,212 +57,6 @@ def slug(text: str) -> str:
 def new_run_id(cfg: Config) -> str:
     model = slug(cfg.model.name.split("/")[-1].removeprefix("builtin:"))
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{slug(cfg.train.method)}"
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every OS lets you open a directory
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_dir(target: Path, manifest: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; on success mark it COMPLETE and rename it into place.
-
-    manifest: the COMPLETE marker also records every file's size and sha256 (checkpoints, adapters),
-    so a later reader can tell a damaged folder from a good one (verify_manifest)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: other programs could not read it
-        yield tmp
-        for f in tmp.iterdir():
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        marker: dict[str, Any] = {"written": time.time()}
-        if manifest:
-            marker["files"] = {name: _file_record(tmp / name) for name in _relative_files(tmp)}
-        (tmp / COMPLETE).write_text(json.dumps(marker, indent=1, sort_keys=True))
-        fsync_dir(tmp)
-        if os.environ.get(TEST_WRITE_DELAY_ENV):
-            time.sleep(float(os.environ[TEST_WRITE_DELAY_ENV]))
-        if target.exists():
-            old = target.with_name(f".old-{target.name}-{os.getpid()}")
-            replace_retrying(target, old)
-            replace_retrying(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            replace_retrying(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def is_complete(folder: Path) -> bool:
-    return (folder / COMPLETE).is_file()
-
-
-def _relative_files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE)
-
-
-def _file_record(path: Path) -> dict[str, Any]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": h.hexdigest()}
-
-
-def verify_manifest(folder: Path) -> str | None:
-    """None if the folder is complete and every file its COMPLETE marker lists has the recorded size
-    and sha256; else what is wrong, in words. A marker without a manifest (written before manifests
-    existed) passes when it is there."""
-    try:
-        marker = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "not complete (no COMPLETE marker)"
-    except (OSError, ValueError) as exc:
-        return f"its COMPLETE marker is unreadable ({type(exc).__name__})"
-    files = marker.get("files") if isinstance(marker, dict) else None
-    if not isinstance(files, dict):
-        return None
-    for name, want in sorted(files.items()):
-        try:
-            got = _file_record(folder / name)
-        except OSError as exc:
-            return f"{name} is unreadable ({exc.strerror or type(exc).__name__})"
-        if not isinstance(want, dict) or got["size"] != want.get("size"):
-            return f"{name} has {got['size']} bytes, {want.get('size') if isinstance(want, dict) else '?'} were written"
-        if got["sha256"] != want.get("sha256"):
-            return f"{name} has changed since it was written (sha256 differs)"
-    return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine.
-
-    Never os.kill(pid, 0) on Windows: there signal 0 is CTRL_C_EVENT, so the 'probe' would interrupt
-    (or, for other signals, terminate) the very run it asks about. psutil asks the OS without
-    sending anything.
-    """
-    import psutil
-
-    try:
-        return 0 < pid < 2**31 and psutil.pid_exists(pid)
-    except (OverflowError, ValueError, OSError):
-        return False
-
-
-def as_pid(value: Any) -> int | None:
-    """A pid read from a lock file written by anyone: an int in range, else None ("abc", 10**30, null)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    try:
-        pid = int(value)
-    except ValueError:
-        return None
-    return pid if 0 < pid < 2**31 else None
-
-
-def process_started(pid: int) -> float | None:
-    """When process `pid` started (seconds since the epoch), None if it is gone or cannot be asked."""
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, OverflowError, ValueError, OSError):
-        return None
-
-
-def holder_alive(info: dict[str, Any]) -> bool:
-    """Whether the process a lock file names still runs here. The pid alone is not enough: once the
-    trainer is dead the OS may give its pid to another program, so the start time must match too."""
-    pid = as_pid(info.get("pid"))
-    if pid is None or info.get("host") != socket.gethostname() or not pid_alive(pid):
-        return False
-    started = info.get("started")
-    if isinstance(started, (int, float)) and not isinstance(started, bool):
-        now = process_started(pid)
-        return now is not None and abs(now - started) < 1.0
-    return True  # an old lock without a start time: the pid is all we know
-
-
-def _try_lock(fd: int) -> bool:
-    """An exclusive OS lock on an open file, without waiting. The OS drops it when the process dies,
-    however it dies, so a stale lock can never block a resume."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        os.lseek(fd, LOCK_BYTE, os.SEEK_SET)  # a byte past the content, so readers are not blocked
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        finally:
-            os.lseek(fd, 0, os.SEEK_SET)
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-LOCK_BYTE = 1 << 20
-LOCK_FILE = "run.lock"
-
-
-def discard_folder(path: Path) -> None:
-    """Delete a checkpoint (pruned, or found damaged). Rename first: a crash mid-delete leaves a hidden
-    leftover (clean_partial removes it), never a half-deleted checkpoint that still has its COMPLETE marker."""
-    trash = path.with_name(f".tmp-prune-{path.name}")
-    try:
-        replace_retrying(path, trash)
-    except OSError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _read_fd_json(fd: int) -> dict[str, Any]:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = json.loads(os.read(fd, 65536).decode("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of every file under `folder`; files that vanish while we count (a checkpoint being
-    pruned) count as nothing, never as an error."""
-    total = 0
-    for root, _dirs, files in os.walk(folder, onerror=lambda exc: None):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
-    return total
 
 
 @dataclass
@@ -380,8 +173,8 @@ class Run:
             except OSError as exc:
                 raise StoreError(f"run {self.run_id}: cannot {doing}: {path} cannot be opened for writing "
                                  f"({exc.strerror or type(exc).__name__}); is the store read-only?") from None
-            if not _try_lock(fd):
-                info = _read_fd_json(fd)
+            if not try_lock(fd):
+                info = read_fd_json(fd)
                 os.close(fd)
                 pid = as_pid(info.get("pid"))
                 who = f"process {pid}" if pid else "another process"
@@ -456,6 +249,8 @@ def create_run(cfg: Config, name: str | None = None) -> Run:
 
 
 MAX_NAME = 100  # SAFE_NAME's limit
+
+
 TRASH_PREFIXES = (".tmp-deleting-", ".tmp-discard-")
 
 

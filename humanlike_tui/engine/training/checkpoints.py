@@ -1,4 +1,4 @@
-"""A run's checkpoints: written whole into a temporary folder and renamed into place (storage.runs.atomic_dir),
+"""A run's checkpoints: written whole into a temporary folder and renamed into place (storage.files.atomic_dir),
 read back exactly (LoRA weights, optimizer, scaler, RNG states, counters, the DPO reference of sft+dpo)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from humanlike_tui.engine.storage import runs as S
+from humanlike_tui.engine.storage import files
 
 REFERENCE_FILE = "reference_adapter.safetensors"
 
@@ -65,7 +66,7 @@ CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", "trainer
 def verify_checkpoint(folder: Path) -> str | None:
     """None if the checkpoint looks usable: complete, every file as large and with the sha256 its
     COMPLETE marker recorded, and a state.json that names its step. Else why not, in words."""
-    problem = S.verify_manifest(folder)
+    problem = files.verify_manifest(folder)
     if problem:
         return problem
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from humanlike_tui.engine import data as D
-from humanlike_tui.engine.planning.estimate import LOGP_CHUNK
+from humanlike_tui.engine.planning.estimate import logits_chunk_tokens
 
 
 # Below this many bytes of fp32 logits for the whole pass (a small vocabulary or few answer tokens),
@@ -38,8 +38,9 @@ def token_logprobs(hidden, head, targets):
     if hidden.shape[0] * head.weight.shape[0] * 4 <= LOGITS_KEEP_BYTES:
         return _chunk_logp(hidden, targets, head.weight, head.bias)
     outs = []
-    for i in range(0, hidden.shape[0], LOGP_CHUNK):
-        h, t = hidden[i:i + LOGP_CHUNK], targets[i:i + LOGP_CHUNK]
+    chunk = logits_chunk_tokens(head.weight.shape[0])
+    for i in range(0, hidden.shape[0], chunk):
+        h, t = hidden[i:i + chunk], targets[i:i + chunk]
         if torch.is_grad_enabled() and h.requires_grad:
             outs.append(checkpoint(_chunk_logp, h, t, head.weight, head.bias, use_reentrant=False))
         else:

@@ -30,6 +30,7 @@ from humanlike_tui.engine.training.schedule import lr_at, phase_of
 from humanlike_tui.engine.training.steps import StepRunner
 from humanlike_tui.errors import InputError, TrainingError
 from humanlike_tui.events import CheckpointSaved, DataReport, Emit, Eval, Log, Step, Stopped
+from humanlike_tui.engine.storage import files
 
 RATE_WINDOW = 20  # steps averaged for tokens/s and the ETA
 STEP_GAP_S = 600.0  # power is read once per step: bridge steps up to this long
@@ -106,7 +107,7 @@ class Trainer:
         if self.dist.main:
             existing = self.run.latest_checkpoint()
             if not (existing and existing[0] == self.step):
-                with S.atomic_dir(target, manifest=True) as tmp:  # sizes and sha256 in COMPLETE
+                with files.atomic_dir(target, manifest=True) as tmp:  # sizes and sha256 in COMPLETE
                     write_checkpoint(tmp, self.model, self.steps.opt, self.steps.scaler, self.reference.state,
                                      self.counters())
                 self.run.prune_checkpoints(self.cfg.train.keep_checkpoints)
@@ -266,7 +267,7 @@ class Trainer:
 
     def save_adapter(self) -> Path:
         if self.dist.main:
-            with S.atomic_dir(self.run.adapter_dir, manifest=True) as tmp:
+            with files.atomic_dir(self.run.adapter_dir, manifest=True) as tmp:
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tok.save_pretrained(tmp)
                 (tmp / "base_model.txt").write_text(self.cfg.model.name + "\n", encoding="utf-8")
