@@ -10,8 +10,16 @@ from rich.text import Text
 from humanlike_tui.formatting import date_text, size_text
 from humanlike_tui.records import FIGURES, AdapterInfo, format_figure
 
-# Method, times and folders are in the details pane: nine columns would not fit 120 cells.
-COLUMNS = ("Name", "State", "Base model", "Data", "Steps", "Eval loss", "Date", "Size")
+# Method and folders are in the details pane. (title, widest it gets, drop rank): the name takes the
+# spare width; on a narrow screen the columns with the highest drop rank go first, so the name keeps
+# room to tell runs apart (two runs of a day differ only in their time and their end).
+COLUMN_SPECS = (("Name", 0, 0), ("State", 14, 0), ("Base model", 18, 3), ("Data", 16, 5), ("Steps", 9, 2),
+                ("Eval loss", 9, 4), ("Started", 16, 1), ("Size", 8, 6))
+COLUMNS = tuple(title for title, _, _ in COLUMN_SPECS)
+DROP_ORDER = tuple(title for title, _, rank in sorted(COLUMN_SPECS, key=lambda spec: -spec[2]) if rank)
+NAME_MIN = 30  # a stamped name (20261202-133012-tiny-phi-sft) whole, where the screen allows it
+CELL_PAD = 2  # DataTable's cell padding, one cell each side
+SCROLLBAR = 2
 INCOMPLETE_MARK = "⚠"
 STATE_STYLE = {"finished": "green", "running": "bold cyan", "paused": "yellow", "stopped": "yellow",
                "interrupted": "red", "failed": "bold red"}
@@ -27,12 +35,9 @@ def tail(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
-def middle(text: str, width: int) -> str:
-    """A long run name with its start (the date) and end (model, method) kept."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[-(width - 1 - head):]
+def head(text: str, width: int) -> str:
+    """A run name cut at its end ('20261202-133012-tiny-ph…'): its start, the date and time, tells runs apart."""
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
 def state_cell(info: AdapterInfo) -> Text:
@@ -41,11 +46,52 @@ def state_cell(info: AdapterInfo) -> Text:
     return Text(f"{INCOMPLETE_MARK} {info.status}", style=STATE_STYLE.get(info.status, ""))
 
 
-def row_cells(info: AdapterInfo) -> tuple:
+def full_cells(info: AdapterInfo) -> dict[str, Text | str]:
     steps = f"{info.steps if info.steps is not None else '?'}/{info.max_steps or '?'}"
     loss = f"{info.final_eval_loss:.4f}" if info.final_eval_loss is not None else "—"
-    return (middle(info.name, 26), state_cell(info), tail(info.base_model, 18), tail(info.data_source, 16), steps,
-            loss, date_text(info.created), run_size(info.size_bytes))
+    return {"Name": info.name, "State": state_cell(info), "Base model": info.base_model, "Data": info.data_source,
+            "Steps": steps, "Eval loss": loss, "Started": date_text(info.created, with_time=True),
+            "Size": run_size(info.size_bytes)}
+
+
+def table_layout(infos: list[AdapterInfo], width: int) -> list[tuple[str, int]]:
+    """(title, width) of the columns shown in a table `width` cells wide: each column as wide as its
+    widest cell (up to its cap), the name the rest; columns drop (highest rank first) while the name
+    would get less than it needs."""
+    cells = [full_cells(i) for i in infos]
+
+    def natural(title: str, cap: int) -> int:
+        widest = max([len(title)] + [len(str(c[title])) for c in cells])
+        return min(widest, cap) if cap else widest
+
+    widths = {title: natural(title, cap) for title, cap, _ in COLUMN_SPECS}
+    shown = list(COLUMNS)
+
+    def spare() -> int:  # what is left for the name
+        return width - SCROLLBAR - CELL_PAD - sum(widths[t] + CELL_PAD for t in shown if t != "Name")
+
+    for title in DROP_ORDER:
+        if spare() >= min(widths["Name"], NAME_MIN):
+            break
+        shown.remove(title)
+    name_width = max(spare(), min(12, widths["Name"]))  # the name takes all the spare width
+    return [(t, name_width if t == "Name" else widths[t]) for t in shown]
+
+
+def row_cells(info: AdapterInfo, layout: list[tuple[str, int]] | None = None) -> tuple:
+    """The row's cells for `layout` (every column at its cap without one): names cut at their end, model
+    ids and data sources at their start (their end tells them apart)."""
+    layout = layout or [(title, cap or 26) for title, cap, _ in COLUMN_SPECS]
+    full = full_cells(info)
+    out: list[Text | str] = []
+    for title, width in layout:
+        cell = full[title]
+        if title == "Name":
+            cell = head(str(cell), width)
+        elif title in ("Base model", "Data"):
+            cell = tail(str(cell), width)
+        out.append(cell)
+    return tuple(out)
 
 
 def details_text(info: AdapterInfo, details: dict[str, Any] | None) -> Text:

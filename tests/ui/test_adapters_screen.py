@@ -13,7 +13,7 @@ from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
-from support.chat_fakes import FakeGeneration, FakeLibrary, FakeScorecard
+from support.chat_fakes import FIXED_NOW, FakeGeneration, FakeLibrary, FakeScorecard, fake_info
 from support.fakes import FakeEngine
 from ui_helpers import SIZE, build, no_blink, wait_until
 
@@ -62,7 +62,7 @@ async def test_table_shows_every_run_with_incomplete_ones_marked():
         table = screen.query_one(DataTable)
         assert table.row_count == 4
         assert [cell_text(table, 0, c) for c in range(8)] == [
-            "warm-sft-v2", "finished", "microsoft/phi-2", "…ike-DPO-Dataset", "60/60", "1.8421", "2026-01-01",
+            "warm-sft-v2", "finished", "microsoft/phi-2", "…ike-DPO-Dataset", "60/60", "1.8421", "2026-01-01 11:00",
             "58.0 MB"]
         assert cell_text(table, 1, 1) == "⚠ paused" and cell_text(table, 3, 1) == "⚠ interrupted"
         assert cell_text(table, 3, 5) == "—"  # no eval loss yet
@@ -78,6 +78,29 @@ async def test_table_shows_every_run_with_incomplete_ones_marked():
         # Killed before its first checkpoint: resume restarts it from step 0.
         assert screen.check_action("resume", ()) is True and screen.check_action("delete", ()) is True
         assert "u resumes it from the start (no checkpoint yet)" in str(screen.query_one("#details", Static).render())
+
+
+TWINS = ("20261202-133012-tiny-phi-sft", "20261202-133455-tiny-phi-sft")
+
+
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
+async def test_runs_of_one_day_can_be_told_apart(size):
+    """Names cut at their end (the stamp stays), the time beside the date, the name taking the spare width."""
+    infos = [fake_info(name, created=FIXED_NOW + i * 283, base="builtin:tiny-phi") for i, name in enumerate(TWINS)]
+    app, _ = library_app(FakeLibrary(infos=infos))
+    async with app.run_test(size=size) as pilot:
+        screen = await listed(pilot)
+        table = screen.query_one(DataTable)
+        titles = [str(c.label) for c in table.ordered_columns]
+        names = [cell_text(table, r, 0) for r in range(2)]
+        assert names[0] != names[1] and all(n.startswith(t[:16]) for n, t in zip(names, TWINS))
+        assert "Started" in titles
+        started = [cell_text(table, r, titles.index("Started")) for r in range(2)]
+        assert started == ["2026-01-01 12:00", "2026-01-01 12:04"]
+        used = sum(c.get_render_width(table) for c in table.ordered_columns)
+        assert used >= size[0] - 4  # the name column took what the others leave
+        if size == SIZE:
+            assert names == list(TWINS) and len(titles) >= 7  # whole at 120 columns, with nearly every column
 
 
 async def test_rename_checks_the_name_then_renames():

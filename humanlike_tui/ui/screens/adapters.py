@@ -20,7 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, Services
 from humanlike_tui.records import AdapterInfo
-from humanlike_tui.ui.library_text import COLUMNS, details_text, library_summary, row_cells, run_size
+from humanlike_tui.ui.library_text import details_text, library_summary, row_cells, run_size, table_layout
 from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
@@ -104,6 +104,7 @@ class AdaptersScreen(Screen):
         self.details: dict[str, dict[str, Any]] = {}
         self.working = ""  # a rename/delete/export in progress
         self._select = ""  # highlight this run when the list arrives
+        self._layout: list[tuple[str, int]] = []  # the table's columns as drawn (they follow the width)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,9 +123,14 @@ class AdaptersScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns(*COLUMNS)
         self.reload()
+
+    def on_resize(self) -> None:
+        if self.listed and table_layout(self.infos, self._table_width()) != self._layout:
+            self._fill_table()
+
+    def _table_width(self) -> int:
+        return self.query_one(DataTable).size.width or self.size.width or self.app.size.width
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
@@ -148,14 +154,23 @@ class AdaptersScreen(Screen):
         keep = self._select or (self.selected.name if self.selected else None)
         self._select = ""
         self.infos, self.listed = message.infos, True
+        self._fill_table(keep)
+        self.refresh_view()
+
+    def _fill_table(self, keep: str | None = None) -> None:
+        """The rows again, in columns laid out for the table's width (the name takes what is spare)."""
         table = self.query_one(DataTable)
-        table.clear()
+        if keep is None and self.selected is not None:
+            keep = self.selected.name
+        self._layout = table_layout(self.infos, self._table_width())
+        table.clear(columns=True)
+        for title, width in self._layout:
+            table.add_column(title, width=width, key=title)
         for info in self.infos:
-            table.add_row(*row_cells(info), key=info.name)
+            table.add_row(*row_cells(info, self._layout), key=info.name)
         names = [i.name for i in self.infos]
         if keep in names:
             table.move_cursor(row=names.index(keep))
-        self.refresh_view()
 
     @property
     def selected(self) -> AdapterInfo | None:
