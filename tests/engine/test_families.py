@@ -5,6 +5,8 @@ architecture table and the memory plan from the model's config."""
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -44,13 +46,18 @@ FAMILIES = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def base_tokenizer():
+    return build_tokenizer(_sample_corpus())  # trained once per session (a second or two)
+
+
 def make_model(folder: Path, family: str) -> Path:
     """A tiny random model of the family, saved as a normal transformers folder (safetensors)."""
     import torch
     import transformers
 
     cls_name, extra, template, specials, eos, pad, _ = FAMILIES[family]
-    tok = build_tokenizer(_sample_corpus())
+    tok = copy.deepcopy(base_tokenizer())
     tok.add_special_tokens({"additional_special_tokens": specials})
     tok.eos_token, tok.pad_token = eos, pad or eos
     if pad is None:
@@ -71,6 +78,7 @@ def family_config(folder: Path):
     return load_preset("demo").replace(**{
         "model.name": str(folder), "quant.mode": "none", "lora.target_modules": (), "data.template": "auto",
         "train.max_steps": 3, "train.eval_every": 0, "train.sample_prompts": 0, "train.learning_rate": 5e-3,
+        "data.max_rows": 48, "train.eval_max_rows": 4, "train.batch_size": 4, "train.grad_accum": 1,
         "generate.max_new_tokens": 6})
 
 

@@ -1,7 +1,7 @@
 """The house rules of humanlike_tui's imports, checked over the real import graph (every `import` in a
 module, at module level or inside a function: a lazy import is still a dependency).
 
-    ui -> engine -> core        core = config, events, errors, paths, records, formatting, protocols, energy
+    ui -> engine -> core        core = config, events, errors, paths, records, formatting, protocols, energy, fileio
     cli/commands -> ui | engine | core
 
 - core imports nothing of ours outside core, and no torch, transformers or textual;
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "humanlike_tui"
-CORE = {f"{PACKAGE}.{m}" for m in ("config", "events", "errors", "paths", "records", "formatting", "protocols", "energy")}
+CORE = {f"{PACKAGE}.{m}" for m in ("config", "events", "errors", "paths", "records", "formatting", "protocols",
+                                   "energy", "fileio")}
 CORE |= {PACKAGE, f"{PACKAGE}.presets", f"{PACKAGE}.data"}
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "trl", "accelerate", "datasets")
 UI_ADAPTERS = {f"{PACKAGE}.ui.services", f"{PACKAGE}.ui.chat_services"}

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+from humanlike_tui import fileio as F
 from humanlike_tui.engine.storage import locks
 
 
@@ -27,7 +28,6 @@ def test_pid_alive_asks_psutil_not_a_signal(monkeypatch):
 
 def test_a_rename_held_up_for_a_moment_is_retried_not_lost(tmp_path, monkeypatch):
     # Windows refuses to rename over a file another thread has open; the hold lasts milliseconds.
-    from humanlike_tui import config as C
 
     real = os.replace
     refusals = []
@@ -38,30 +38,29 @@ def test_a_rename_held_up_for_a_moment_is_retried_not_lost(tmp_path, monkeypatch
             raise PermissionError(13, "The process cannot access the file", str(dst))
         real(src, dst)
 
-    monkeypatch.setattr(C.os, "replace", busy_twice)
+    monkeypatch.setattr(F.os, "replace", busy_twice)
     folder = tmp_path / "run"
     folder.mkdir()
     target = folder / "meta.json"
     target.write_text("old", encoding="utf-8")
-    C.atomic_write_text(target, "new")
+    F.atomic_write_text(target, "new")
     assert target.read_text(encoding="utf-8") == "new" and len(refusals) == 2
     assert [p.name for p in folder.iterdir()] == ["meta.json"]  # no temporary file left behind
 
 
 def test_a_rename_that_stays_refused_fails_and_keeps_the_old_file(tmp_path, monkeypatch):
-    from humanlike_tui import config as C
 
     def always_busy(src, dst):
         raise PermissionError(13, "busy", str(dst))
 
-    monkeypatch.setattr(C.os, "replace", always_busy)
-    monkeypatch.setattr(C.time, "sleep", lambda s: None)
+    monkeypatch.setattr(F.os, "replace", always_busy)
+    monkeypatch.setattr(F.time, "sleep", lambda s: None)
     folder = tmp_path / "run"
     folder.mkdir()
     target = folder / "meta.json"
     target.write_text("old", encoding="utf-8")
     try:
-        C.atomic_write_text(target, "new")
+        F.atomic_write_text(target, "new")
     except PermissionError:
         pass
     else:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from humanlike_tui.config import current_umask
+from humanlike_tui.fileio import current_umask
 from humanlike_tui.paths import cache_dir
 
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
-from humanlike_tui.config import (atomic_write_text, current_umask, replace_retrying)
+from humanlike_tui.fileio import atomic_write_text, current_umask, replace_retrying
 
 
 COMPLETE = "COMPLETE"

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from humanlike_tui.config import (Config, atomic_write_text, load_config, replace_retrying,
-                                  save_config)
+from humanlike_tui.config import Config, load_config, save_config
+from humanlike_tui.fileio import atomic_write_text, replace_retrying
 from humanlike_tui.errors import StoreError
 from humanlike_tui.paths import runs_dir
 from humanlike_tui.engine.storage.files import (read_fd_json, discard_folder, folder_bytes, is_complete, read_json,

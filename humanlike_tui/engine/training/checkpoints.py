@@ -99,3 +99,33 @@ def read_checkpoint(folder: Path, model, opt, scaler, device) -> tuple[dict[str,
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     random.setstate(state["python_rng"])
     return S.read_json(folder / "state.json"), reference
+
+
+def restore_newest(trainer, checkpoints: list[tuple[int, Path]]) -> tuple[list[tuple[Path, str]], Path | None]:
+    """Resume from the newest checkpoint that verifies and loads; the newer ones that do not are
+    skipped, each with why (a Log warning). Returns (the skipped ones with their reasons, the one
+    restored or None: none was usable, the run starts again from step 0)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    fresh = {k: v.detach().clone() for k, v in get_peft_model_state_dict(trainer.model).items()}
+    skipped: list[tuple[Path, str]] = []
+    for _, path in reversed(checkpoints):
+        reason = verify_checkpoint(path)
+        if reason is None:
+            try:
+                trainer.restore(path)
+            except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, try an older one
+                reason = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+                set_peft_model_state_dict(trainer.model, fresh)
+                trainer.state = TrainState()
+        if reason is None:
+            if skipped:
+                trainer.log(f"resuming from {path.name}: " + "; ".join(f"{p.name} is damaged: {why}"
+                                                                   for p, why in skipped)
+                         + " (the damaged checkpoints are removed)", "warning")
+            return skipped, path
+        skipped.append((path, reason))
+    if skipped:
+        trainer.log("no checkpoint is usable (" + "; ".join(f"{p.name}: {why}" for p, why in skipped)
+                 + "); training again from step 0", "warning")
+    return skipped, None

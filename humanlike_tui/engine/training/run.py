@@ -23,6 +23,7 @@ from humanlike_tui.engine.training.distributed import Dist, barrier, init_distri
 from humanlike_tui.engine.training.schedule import check_resume_compatible
 from humanlike_tui.engine.training.trainer import Trainer
 from humanlike_tui.engine.hardware.probe import library_versions
+from humanlike_tui.engine.training.checkpoints import restore_newest
 
 
 @dataclass
@@ -54,15 +55,15 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             run.update_meta(status="running", base_model=cfg.model.name, method=cfg.train.method,
                             data_source=cfg.data.source, versions=library_versions(), max_steps=cfg.train.max_steps)
         trainer.setup()
-        damaged, restored = trainer.restore_newest(checkpoints) if checkpoints else ([], None)
+        damaged, restored = restore_newest(trainer, checkpoints) if checkpoints else ([], None)
         barrier(dist)  # every rank has read its checkpoint before the damaged ones go
         if dist.main:
             for path, _ in damaged:
                 S.discard_folder(path)
         if restored is not None:
             if dist.main:
-                run.truncate_metrics(trainer.step)
-            trainer.log(f"resumed {run.run_id} at step {trainer.step}")
+                run.truncate_metrics(trainer.state.step)
+            trainer.log(f"resumed {run.run_id} at step {trainer.state.step}")
         elif resume:
             if dist.main:
                 run.truncate_metrics(0)
@@ -73,7 +74,7 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
                             total_params=trainer.total, device=_device_name(trainer.precision),
                             compute_dtype=trainer.precision.compute)
         trainer.emit(RunStarted(run.run_id, str(run.run_dir), cfg.train.method, cfg.to_dict(), trainer.trainable,
-                                trainer.total, cfg.train.max_steps, trainer.step, _device_name(trainer.precision),
+                                trainer.total, cfg.train.max_steps, trainer.state.step, _device_name(trainer.precision),
                                 trainer.counts.to_dict()))
         status = trainer.loop()
         adapter = ""
@@ -86,7 +87,7 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             trainer.emit(Finished(run.run_id, adapter, summary))
         return TrainResult(run.run_id, str(run.run_dir), status, adapter, summary)
     except HumanlikeError as exc:
-        if isinstance(exc, InputError) and run is not None and not resume and not (trainer and trainer.step):
+        if isinstance(exc, InputError) and run is not None and not resume and not (trainer and trainer.state.step):
             # Bad config, data or model on a new run: it never trained, so leave no run folder behind.
             if _discard_new_run(run, dist):
                 run = None

@@ -20,8 +20,7 @@ from humanlike_tui.engine.hardware.procmem import device_memory, peak_memory_byt
 from humanlike_tui.engine.hardware.sampler import gpu_power_reader, read_watts
 from humanlike_tui.engine.planning.passes import plan_for_device
 from humanlike_tui.engine.storage import runs as S
-from humanlike_tui.engine.training.checkpoints import (TrainState, read_checkpoint, verify_checkpoint,
-                                                       write_checkpoint)
+from humanlike_tui.engine.training.checkpoints import (TrainState, read_checkpoint, write_checkpoint)
 from humanlike_tui.engine.training.distributed import Dist, agreed_flags, barrier, sum_across
 from humanlike_tui.engine.training.heldout import HeldOut
 from humanlike_tui.engine.training.reference import DpoReference
@@ -51,10 +50,6 @@ class Trainer:
         self.order_cache: dict = {}
         self.elapsed_before = 0.0
         self.t0 = time.perf_counter()
-
-    @property
-    def step(self) -> int:
-        return self.state.step
 
     def emit(self, event) -> None:
         if self.dist.main:
@@ -103,52 +98,20 @@ class Trainer:
 
     # checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, reason: str) -> Path:
-        target = self.run.checkpoints_dir / f"step-{self.step:06d}"
+        target = self.run.checkpoints_dir / f"step-{self.state.step:06d}"
         if self.dist.main:
             existing = self.run.latest_checkpoint()
-            if not (existing and existing[0] == self.step):
+            if not (existing and existing[0] == self.state.step):
                 with files.atomic_dir(target, manifest=True) as tmp:  # sizes and sha256 in COMPLETE
+                    s = self.state
+                    s.budget, s.elapsed_s, s.energy_wh = self.steps.budget, self.elapsed(), self.energy.wh
                     write_checkpoint(tmp, self.model, self.steps.opt, self.steps.scaler, self.reference.state,
-                                     self.counters())
+                                     s.to_dict(self.passes.checkpointing))
                 self.run.prune_checkpoints(self.cfg.train.keep_checkpoints)
-            self.run.update_meta(**self.meta_progress(), last_checkpoint=self.step)
+            self.run.update_meta(**self.meta_progress(), last_checkpoint=self.state.step)
         barrier(self.dist)
-        self.emit(CheckpointSaved(self.step, str(target), reason))
+        self.emit(CheckpointSaved(self.state.step, str(target), reason))
         return target
-
-    def counters(self) -> dict[str, Any]:
-        self.state.budget, self.state.elapsed_s, self.state.energy_wh = (self.steps.budget, self.elapsed(),
-                                                                         self.energy.wh)
-        return self.state.to_dict(self.passes.checkpointing)
-
-    def restore_newest(self, checkpoints: list[tuple[int, Path]]) -> tuple[list[tuple[Path, str]], Path | None]:
-        """Resume from the newest checkpoint that verifies and loads; the newer ones that do not are
-        skipped, each with why (a Log warning). Returns (the skipped ones with their reasons, the one
-        restored or None: none was usable, the run starts again from step 0)."""
-        from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-        fresh = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model).items()}
-        skipped: list[tuple[Path, str]] = []
-        for _, path in reversed(checkpoints):
-            reason = verify_checkpoint(path)
-            if reason is None:
-                try:
-                    self.restore(path)
-                except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, try an older one
-                    reason = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
-                    set_peft_model_state_dict(self.model, fresh)
-                    self.state = TrainState()
-            if reason is None:
-                if skipped:
-                    self.log(f"resuming from {path.name}: " + "; ".join(f"{p.name} is damaged: {why}"
-                                                                       for p, why in skipped)
-                             + " (the damaged checkpoints are removed)", "warning")
-                return skipped, path
-            skipped.append((path, reason))
-        if skipped:
-            self.log("no checkpoint is usable (" + "; ".join(f"{p.name}: {why}" for p, why in skipped)
-                     + "); training again from step 0", "warning")
-        return skipped, None
 
     def restore(self, path: Path) -> None:
         saved, reference = read_checkpoint(path, self.model, self.steps.opt, self.steps.scaler, self.device)
@@ -207,8 +170,8 @@ class Trainer:
             return
         self.state.last_eval, self.last_eval_metrics = eval_loss, metrics
         if self.dist.main:
-            self.record({"step": self.step, "kind": "eval", "eval_loss": eval_loss, **metrics})
-        self.emit(Eval(self.step, eval_loss, metrics, samples))
+            self.record({"step": self.state.step, "kind": "eval", "eval_loss": eval_loss, **metrics})
+        self.emit(Eval(self.state.step, eval_loss, metrics, samples))
 
     def record(self, record: dict[str, Any]) -> None:
         """One metrics.jsonl record, also to TensorBoard / W&B when train.report_to asks (main process only)."""
@@ -244,22 +207,22 @@ class Trainer:
         self.model.train()
         window: list[tuple[float, int]] = []
         self.energy.add(time.perf_counter(), read_watts(self.power))
-        while self.step < total:
+        while self.state.step < total:
             t_step = time.perf_counter()
-            out = self.train_one(self.step)
+            out = self.train_one(self.state.step)
             self.state.step += 1
             dt = time.perf_counter() - t_step
             self.energy.add(time.perf_counter(), read_watts(self.power))
             window = (window + [(dt, out["tokens"])])[-RATE_WINDOW:]
             self.report_step(out, dt, window)
-            if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < total:
+            if cfg.train.eval_every and self.state.step % cfg.train.eval_every == 0 and self.state.step < total:
                 self.do_eval()
             stop, pause = agreed_flags(self.stop.is_set(), self.pause.is_set(), self.dist, self.device)
             if stop or pause:
                 path = self.save_checkpoint("pause" if pause else "stop")
-                self.emit(Stopped(self.run.run_id, self.step, str(path), paused=pause))
+                self.emit(Stopped(self.run.run_id, self.state.step, str(path), paused=pause))
                 return "paused" if pause else "stopped"
-            if cfg.train.save_every and self.step % cfg.train.save_every == 0 and self.step < total:
+            if cfg.train.save_every and self.state.step % cfg.train.save_every == 0 and self.state.step < total:
                 self.save_checkpoint("periodic")
         self.do_eval()
         self.save_checkpoint("final")

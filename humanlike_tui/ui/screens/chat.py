@@ -25,7 +25,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from humanlike_tui import events
-from humanlike_tui.config import atomic_write_text
+from humanlike_tui.fileio import atomic_write_text
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text, size_text
 from humanlike_tui.protocols import Generator, ServerHandle, Services
