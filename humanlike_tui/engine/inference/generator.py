@@ -186,7 +186,7 @@ class Generator:
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new, do_sample=not settings.greedy, repetition_penalty=settings.repetition_penalty,
             pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id, use_cache=True,
-            streamer=stream, stopping_criteria=stopping_criteria(lambda: stop.is_set() or stream.marker_hit))
+            streamer=stream, stopping_criteria=stopping_criteria(stop.is_set, stream, prompt_len=len(ids)))
         if not settings.greedy:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:

@@ -7,7 +7,6 @@ from typing import Callable, Sequence
 from humanlike_tui.engine import data as D
 
 
-# Where an answer ends in the instruct template, and turns the model may start by itself after it.
 # Where an answer ends in the instruct template, and turns the model may start by itself after it. Matched
 # anywhere, a newline before them or not: an answer that starts with "### End" is an empty answer.
 INSTRUCT_MARKERS = (D.INSTRUCT_END.strip(), "### Instruct:", "### Output:")
@@ -63,7 +62,12 @@ def split_at_marker(text: str, markers: Sequence[str], final: bool = False) -> t
 class TextStream:
     """Receives token ids from model.generate (in the generating thread) and emits new text.
 
-    Duck-typed like transformers' BaseStreamer (put/end), so importing this module needs no transformers."""
+    Duck-typed like transformers' BaseStreamer (put/end), so importing this module needs no transformers.
+
+    transformers (5.x) calls the stopping criteria with the new token *before* it hands that token to the
+    streamer, so a criterion that read `marker_hit` from put() stopped one token after the marker was
+    complete. The criterion made by `stopping_criteria(..., stream=self, prompt_len=n)` calls `see()` with
+    every generated id first; put() then only adds what see() has not already read."""
 
     def __init__(self, tokenizer, markers: Sequence[str], on_text: Callable[[str], None]):
         self.tok, self.markers, self.on_text = tokenizer, markers, on_text
@@ -71,12 +75,26 @@ class TextStream:
         self.shown = ""  # the answer text already emitted
         self.prompt_seen = False
         self.marker_hit = False
+        self._received = 0  # answer ids handed to put() so far
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() first hands us the prompt
             self.prompt_seen = True
             return
-        self.ids += [int(i) for i in value.reshape(-1).tolist()]
+        new = [int(i) for i in value.reshape(-1).tolist()]
+        self._received += len(new)
+        missing = self._received - len(self.ids)  # the stopping check may have read them already
+        if missing > 0:
+            self.ids += new[-missing:]
+            self._update()
+
+    def see(self, answer_ids: Sequence[int]) -> None:
+        """Every id generated so far (from the stopping check, before put() gets the newest one)."""
+        if len(answer_ids) > len(self.ids):
+            self.ids = [int(i) for i in answer_ids]
+            self._update()
+
+    def _update(self) -> None:
         text = self.decode()
         if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
             return
@@ -103,7 +121,9 @@ class TextStream:
         return visible.strip()
 
 
-def stopping_criteria(should_stop: Callable[[], bool]):
+def stopping_criteria(should_stop: Callable[[], bool], stream: TextStream | None = None, prompt_len: int = 0):
+    """Stop on the Stop flag, or (with `stream`) on the token that completes an end marker: the check
+    hands the stream the ids generated so far before asking it, so it never lags a token behind."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _StopFlag(StoppingCriteria):
@@ -112,7 +132,10 @@ def stopping_criteria(should_stop: Callable[[], bool]):
         def __call__(self, input_ids, scores, **kwargs):
             import torch
 
-            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+            if stream is not None:
+                stream.see(input_ids[0, prompt_len:].tolist())
+            done = should_stop() or (stream is not None and stream.marker_hit)
+            return torch.full((input_ids.shape[0],), bool(done), dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([_StopFlag()])
 
