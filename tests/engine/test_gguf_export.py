@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -87,22 +86,29 @@ def llama_run(tmp_path_factory):
 
 @pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_0"])
 def test_llama_gguf_loads_in_transformers(llama_run, quant, tmp_path):
+    """f16 through the command (export_gguf: merge, write, Modelfile); the other types write the merged model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from humanlike_tui import cli
     from humanlike_tui.engine import data as D
     from humanlike_tui.engine.storage import gguf_export as G
 
     root, name, merged, tok = llama_run
-    with private_home(root):
-        path = G.export_gguf(name, tmp_path / "gguf", quant=quant)
-    files = {p.name for p in path.parent.iterdir()}
-    assert {path.name, "Modelfile", "humanlike_export.json"} <= files and len([f for f in files if ".gguf" in f]) == 1
+    if quant == "f16":
+        with private_home(root):
+            assert cli.main(["adapters", "export", name, str(tmp_path / "gguf"), "--format", "gguf", "--quant", "f16"]) == 0
+        path = tmp_path / "gguf" / f"{name}-f16.gguf"
+        files = {p.name for p in path.parent.iterdir()}
+        assert {path.name, "Modelfile", "humanlike_export.json"} <= files and len([f for f in files if ".gguf" in f]) == 1
+    else:
+        path = tmp_path / f"m-{quant}.gguf"
+        G.write_gguf(merged, tok, path, quant=quant, template="chat")
     loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     assert loaded.config.num_key_value_heads == 2 and loaded.config.tie_word_embeddings
     diff = (logits(loaded) - logits(merged)).abs().max().item()
     print(f"llama {quant}: max |logit difference| {diff:.2e}")
     assert diff < TOLERANCE[quant], diff
-    if quant == "q8_0":  # the tokenizer and template do not depend on the weights' type
+    if quant == "f16":  # the tokenizer and template do not depend on the weights' type
         gtok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         for text in ["How was your weekend? 😀", "I   don't  know\n\n 123456 <|endoftext|>"]:
             assert gtok(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
@@ -131,6 +137,8 @@ def _read_phi_gguf(path: Path, config):
 
 @pytest.fixture(scope="module")
 def phi_merged(tmp_path_factory):
+    """(home, merged model, tokenizer, the run's q8_0 export through export_gguf)."""
+    from humanlike_tui.engine.storage import gguf_export as G
     from humanlike_tui.engine.storage.merge import merged_model
     from humanlike_tui.engine.storage.runs import get_run
 
@@ -139,7 +147,8 @@ def phi_merged(tmp_path_factory):
         install_run(root)
         run = get_run(RUN_NAME)
         model, tok = merged_model(run.config(), run.adapter_dir)
-        yield root, model, tok
+        path = G.export_gguf(RUN_NAME, root / "gguf", quant="q8_0")
+        yield root, model, tok, path
 
 
 @pytest.mark.parametrize("quant", ["f16", "q8_0"])
@@ -147,12 +156,15 @@ def test_phi_gguf_round_trip(phi_merged, quant, tmp_path):
     from transformers import PreTrainedTokenizerFast
     from transformers.integrations.gguf import convert_gguf_tokenizer, get_gguf_tokenizer
 
-    from humanlike_tui.engine import data as D
+    from humanlike_tui.engine.inference.streaming import format_conversation
     from humanlike_tui.engine.storage import gguf_export as G
 
-    root, merged, tok = phi_merged
-    with private_home(root):
-        path = G.export_gguf(RUN_NAME, tmp_path / "gguf", quant=quant)
+    root, merged, tok, exported = phi_merged
+    if quant == "q8_0":
+        path = exported
+    else:
+        path = tmp_path / f"m-{quant}.gguf"
+        G.write_gguf(merged, tok, path, quant=quant, template="instruct")
     loaded, reader = _read_phi_gguf(path, merged.config)
     diff = (logits(loaded) - logits(merged)).abs().max().item()
     print(f"phi {quant}: max |logit difference| {diff:.2e}")
@@ -168,20 +180,15 @@ def test_phi_gguf_round_trip(phi_merged, quant, tmp_path):
     # the instruct template as a chat template: what llama.cpp / LM Studio write is what training wrote
     conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey you"},
                     {"role": "user", "content": "how are you?"}]
-    from humanlike_tui.engine.inference.streaming import format_conversation
-
     assert gtok.apply_chat_template(conversation, tokenize=False) == format_conversation(
         "how are you?", [("hi", "hey you")], "instruct", tok)
-    assert D.resolve_template("instruct", tok) == "instruct"
 
 
 def test_modelfile_and_template_pieces(phi_merged, llama_run, tmp_path):
     from humanlike_tui.engine.inference.streaming import format_conversation
     from humanlike_tui.engine.storage import gguf_export as G
 
-    root, _, tok = phi_merged
-    with private_home(root):
-        path = G.export_gguf(RUN_NAME, tmp_path / "gguf", quant="q8_0")
+    root, _, tok, path = phi_merged
     text = (path.parent / "Modelfile").read_text()
     assert f"FROM ./{path.name}" in text and 'PARAMETER stop "### End"' in text
     assert 'PARAMETER stop "<|endoftext|>"' in text and "TEMPLATE \"\"\"{{- range $i, $m := .Messages }}" in text
@@ -196,7 +203,6 @@ def test_modelfile_and_template_pieces(phi_merged, llama_run, tmp_path):
                                                            template, tokenizer)
     with private_home(root):  # an earlier export is replaced only with overwrite; bad types are refused
         with pytest.raises(Exception, match="--force"):
-            G.export_gguf(RUN_NAME, tmp_path / "gguf", quant="q8_0")
+            G.export_gguf(RUN_NAME, path.parent, quant="q8_0")
         with pytest.raises(Exception, match="quant"):
             G.export_gguf(RUN_NAME, tmp_path / "other", quant="q3_k")
-    shutil.rmtree(tmp_path / "gguf")

@@ -18,7 +18,7 @@ async def open_adapter(pilot, name: str) -> ChatScreen:
     return screen
 
 
-async def test_ctrl_e_serves_the_loaded_adapter_and_stops():
+async def test_ctrl_g_serves_the_loaded_adapter_and_stops():
     generation = FakeGeneration()
     app = build(initial_screen="chat", library=generation.library, generation=generation)
     async with app.run_test(size=SIZE) as pilot:

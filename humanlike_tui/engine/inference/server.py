@@ -297,6 +297,9 @@ class ChatServer:
 
     @staticmethod
     def _show(state: dict, visible: str, on_text) -> None:
+        # Trimmed as the finished answer is (leading/trailing blanks held back until text follows them), so
+        # the streamed pieces join to exactly the non-streamed answer.
+        visible = visible.strip()
         if len(visible) > len(state["shown"]) and visible.startswith(state["shown"]):
             piece = visible[len(state["shown"]):]
             state["shown"] = visible
