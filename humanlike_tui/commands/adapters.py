@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("delete", help="delete a run with its adapter and checkpoints")
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="do not ask")
-    p = sub.add_parser("export", help="write base + adapter merged into one model (safetensors) to a new folder")
+    p = sub.add_parser("export", help="write base + adapter merged into one model to a new folder: safetensors, or "
+                       "one GGUF file with an Ollama Modelfile (--format gguf)")
     p.add_argument("name")
     p.add_argument("dir", help="folder to create (must not exist, or be empty, or hold an earlier export with --force)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
@@ -137,6 +138,9 @@ def do_export(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
+    from humanlike_tui.engine.storage import runs as store
+
+    consent_to_remote_code(args, store.get_run(args.name).config())  # both formats load the base
     if args.fmt == "gguf":
         from humanlike_tui.engine.storage import gguf_export
 
@@ -146,9 +150,7 @@ def do_export(args: argparse.Namespace) -> int:
         print(f"Ollama: cd {path.parent} && ollama create {args.name} -f Modelfile && ollama run {args.name}")
         return 0
     from humanlike_tui.engine.storage import export as export_mod
-    from humanlike_tui.engine.storage import runs as store
 
-    consent_to_remote_code(args, store.get_run(args.name).config())
     out = export_mod.export_merged(args.name, args.dir, dtype=args.dtype, overwrite=args.force,
                                    merge_into=args.merge_into, log=log)
     print(f"exported {args.name} (merged into the {args.merge_into} base) to {out}")
