@@ -66,7 +66,8 @@ def test_incompatible_choices():
     _, problems = C.validate_dict({"train": {"method": "sft+dpo", "max_steps": 10, "sft_steps": 10}})
     assert any(p.startswith("train.sft_steps:") for p in problems)
     _, problems = C.validate_dict({"model": {"name": "builtin:huge"}})
-    assert problems == ["model.name: unknown builtin model 'builtin:huge'; choose builtin:tiny-phi or builtin:phi-2-random"]
+    assert problems == ["model.name: unknown builtin model 'builtin:huge'; choose builtin:tiny-phi or "
+                        "builtin:phi-2-random or builtin:smollm2-135m"]
 
 
 def test_bool_is_not_an_int_and_int_is_a_float():

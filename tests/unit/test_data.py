@@ -78,7 +78,7 @@ def test_chat_template_uses_the_models_template(tok):
 
 def test_labels_mask_the_prompt_and_learn_the_eos(tok):
     row = D.Row("How was your day?", "Great, thanks! 😊 You?", "I am an AI.")
-    ex = D.tokenize_rows([row], tok, DataConfig(max_length=512), D.DataCounts("t"), need_rejected=True)[0]
+    ex = D.tokenize_rows([row], tok, DataConfig(max_length=512, template="instruct"), D.DataCounts("t"), need_rejected=True)[0]
     ids, labels = D.sft_tensors(ex, train_on_prompt=False)
     n_prompt = len(ex.prompt_ids)
     assert labels[:n_prompt] == [D.IGNORE] * n_prompt

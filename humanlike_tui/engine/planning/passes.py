@@ -87,6 +87,19 @@ def plan_passes(shapes, settings, limit_bytes: int, step_tokens: int, cap: int, 
     return PassPlan(True, with_ckpt)
 
 
+CPU_CHECKPOINT_ABOVE = 512 * 2**20  # activations of one pass above which the CPU checkpoints (see plan_for_device)
+
+
+def cpu_activations_large(shapes, settings, tokens: int) -> bool:
+    """Whether one pass of `tokens` would keep more than CPU_CHECKPOINT_ABOVE of activations without checkpointing."""
+    import dataclasses as dc
+
+    from humanlike_tui.engine.planning.estimate import estimate_items
+
+    items = estimate_items(shapes, dc.replace(settings, tokens=tokens, checkpointing=False))
+    return sum(it.bytes for it in items if it.key == "activations") > CPU_CHECKPOINT_ABOVE
+
+
 def fits_on_cpu(shapes, settings, tokens: int, limit_bytes: int) -> bool:
     """Whether a checkpointed pass of `tokens` fits in `limit_bytes` (what grows with the tokens only)."""
     import dataclasses as dc
@@ -137,10 +150,11 @@ def plan_for_device(cfg, model_config, precision, device, lengths: list[int], dp
                               seq_len=longest)
         plan = plan_passes(shapes, settings, limit, step_tokens, cap, allow, dynamic_only=not cuda,
                            fixed_budget=cfg.train.micro_batch_tokens)
-        if not cuda and allow and not plan.checkpointing:
+        if not cuda and allow and not plan.checkpointing and cpu_activations_large(shapes, settings, plan.budget):
             # On a CPU, recomputing a layer is cheaper than writing and reading back GBs of fresh activations:
-            # measured on SmolLM2-135M (2 cores), checkpointed passes ran 1.45-2.5x faster at a third of the
-            # memory. So with model.gradient_checkpointing on, the CPU always checkpoints.
+            # measured on SmolLM2-135M (2 cores, ~1.9 GB of activations per pass), checkpointed passes ran
+            # 1.45-2.5x faster at a third of the memory. Small activations (the tiny model) stay faster
+            # without it (+29-44% in docs/benchmarks.md), so only large ones switch.
             plan = PassPlan(True, cfg.train.micro_batch_tokens or largest_tokens(
                 lambda t: fits_on_cpu(shapes, settings, t, limit), cap))
     except Exception as exc:  # noqa: BLE001 - an architecture the memory model cannot build
