@@ -22,6 +22,8 @@ import argparse
 import sys
 import threading
 
+from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, metavar="NAME",
@@ -34,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also serve the base model (adapter off) under the base model's name")
     parser.add_argument("--max-queue", type=int, default=16, metavar="N",
                         help="requests that may wait for the model (more get 503)")
+    add_trust_argument(parser)
 
 
 def run(args: argparse.Namespace, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
-    from humanlike_tui.engine.inference.generator import Generator
+    from humanlike_tui.engine.inference.generator import Generator, resolve_adapter
     from humanlike_tui.engine.inference.server import ChatServer, is_loopback
     from humanlike_tui.errors import InputError
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace, ready: threading.Event | None = None, stop: th
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
+    consent_to_remote_code(args, resolve_adapter(args.adapter).config)  # before the model loads
     gen = Generator.open(args.adapter, log=log)
     server = ChatServer(gen, args.host, args.port, base_too=args.base_too, max_queue=args.max_queue, log=log)
     try:

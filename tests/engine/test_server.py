@@ -160,3 +160,24 @@ def test_gate_turns_away_past_the_queue():
         assert err.value.status == 503 and err.value.code == "busy"
     with gate:  # free again
         pass
+
+
+def test_cli_serve_answers_until_stopped(home, monkeypatch, capsys):
+    """The command itself: loads the run, prints the address, serves, stops cleanly."""
+    from humanlike_tui import cli
+    from humanlike_tui.commands import serve
+
+    install_run(home)
+    ready, stop = threading.Event(), threading.Event()
+    args = cli.build_parser().parse_args(["serve", "--adapter", RUN_NAME, "--port", "0"])
+    worker = threading.Thread(target=lambda: serve.run(args, ready=ready, stop=stop))
+    worker.start()
+    try:
+        assert ready.wait(120)
+        url = capsys.readouterr().out.split("server at ", 1)[1].split()[0]
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == [RUN_NAME]
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
