@@ -57,6 +57,10 @@ TRAIN_REDRAW_S = 0.2  # at most five redraws a second however fast the steps com
 class WorkbenchApp(BackgroundWork, App[int]):
     TITLE = "humanlike-tui"
     CSS_PATH = "app.tcss"
+    # Classes on every screen for its size: screens lay out again below 100 columns (-narrow) and
+    # below 32 rows (-short), so 80x24 is usable (tests/ui/test_small_terminal.py).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         *[Binding(key, f"show('{mode}')", title) for mode, (key, title, _) in SCREENS.items()],
         Binding("ctrl+q", "quit", "Quit", priority=True),

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Static
+from textual.widgets import Button, DataTable, Header, Static
 
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, Services
@@ -25,6 +25,7 @@ from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeR
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.state import WorkbenchState
+from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 # Which button runs which action; the same check_action rules grey out both.
 BUTTONS = {"open": "open_in_chat", "rename": "rename", "delete": "delete", "export": "export",
@@ -87,12 +88,12 @@ class AdaptersScreen(Screen):
         Binding("l", "reload", "Reload", tooltip="Read the store again"),
     ]
     DEFAULT_CSS = """
-    AdaptersScreen DataTable { height: 1fr; }
+    AdaptersScreen DataTable { height: 5; }
     AdaptersScreen #adapters-empty { padding: 1 2; color: $text-muted; height: auto; }
-    AdaptersScreen #details-box { height: 10; border: round $primary-darken-1; padding: 0 1; }
-    AdaptersScreen #library-status { height: 1; padding: 0 1; color: $text-muted; }
+    AdaptersScreen #details-box { height: 1fr; min-height: 5; border: round $primary-darken-1; padding: 0 1; }
+    AdaptersScreen #library-status { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     AdaptersScreen #library-buttons { height: auto; padding: 0 1; }
-    AdaptersScreen #library-buttons Button { margin-right: 1; }
+    AdaptersScreen #library-buttons Button { margin-right: 1; min-width: 0; width: auto; }
     """
 
     def __init__(self, state: WorkbenchState, services: Services) -> None:
@@ -114,13 +115,13 @@ class AdaptersScreen(Screen):
             yield Static("", id="details")
         yield Static("", id="library-status")
         with Horizontal(id="library-buttons"):
-            yield Button("Open in Chat", id="open", variant="primary")
-            yield Button("Rename", id="rename")
-            yield Button("Delete", id="delete", variant="error")
-            yield Button("Export merged", id="export")
-            yield Button("Resume", id="resume", variant="warning")
-            yield Button("Reload", id="reload")
-        yield Footer()
+            yield Button("Open in Chat", id="open", variant="primary", compact=True)
+            yield Button("Rename", id="rename", compact=True)
+            yield Button("Delete", id="delete", variant="error", compact=True)
+            yield Button("Export merged", id="export", compact=True)
+            yield Button("Resume", id="resume", variant="warning", compact=True)
+            yield Button("Reload", id="reload", compact=True)
+        yield WorkbenchFooter()
 
     def on_mount(self) -> None:
         self.reload()
@@ -128,6 +129,13 @@ class AdaptersScreen(Screen):
     def on_resize(self) -> None:
         if self.listed and table_layout(self.infos, self._table_width()) != self._layout:
             self._fill_table()
+        elif self.listed:
+            self._size_table()
+
+    def _size_table(self) -> None:
+        """As tall as its rows (and the header), up to 45% of the screen: the details get the rest."""
+        rows = self.query_one(DataTable).row_count
+        self.query_one(DataTable).styles.height = max(2, min(rows + 1, (self.size.height or 24) * 45 // 100))
 
     def _table_width(self) -> int:
         return self.query_one(DataTable).size.width or self.size.width or self.app.size.width
@@ -168,6 +176,7 @@ class AdaptersScreen(Screen):
             table.add_column(title, width=width, key=title)
         for info in self.infos:
             table.add_row(*row_cells(info, self._layout), key=info.name)
+        self._size_table()
         names = [i.name for i in self.infos]
         if keep in names:
             table.move_cursor(row=names.index(keep))

@@ -22,7 +22,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import events
 from humanlike_tui.fileio import atomic_write_text
@@ -36,6 +36,7 @@ from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPr
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
 from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
+from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
 FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
@@ -113,14 +114,19 @@ class ChatScreen(Screen):
         Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear the conversation and its history"),
         Binding("ctrl+o", "choose_adapter", "Adapter", tooltip="Choose the adapter to chat with"),
         Binding("ctrl+l", "reload_adapters", "Reload list", tooltip="Read the adapters in the store again"),
+        Binding("ctrl+t", "toggle_settings", "Settings",
+                tooltip="Show or hide the generation settings (hidden at first on a narrow terminal)"),
         Binding("ctrl+g", "toggle_server", "Serve", show=False,
                 tooltip="Start or stop a local OpenAI-compatible server for the loaded adapter (127.0.0.1)"),
     ]
     DEFAULT_CSS = """
-    ChatScreen #chat-top { height: 3; padding: 0 1; }
-    ChatScreen #adapter-label { padding: 1 1 0 0; }
-    ChatScreen #adapter-select { width: 60; }
-    ChatScreen #chat-status { width: 1fr; padding: 1 0 0 2; color: $text-muted; }
+    ChatScreen #chat-top { height: 1; padding: 0 1; }
+    ChatScreen #adapter-label { padding: 0 1 0 0; }
+    ChatScreen #adapter-select { width: 1fr; max-width: 80; }
+    ChatScreen #chat-status { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    ChatScreen.-narrow #gen-settings { display: none; }
+    ChatScreen.-settings-flipped #gen-settings { display: block; }
+    ChatScreen.-wide.-settings-flipped #gen-settings { display: none; }
     ChatScreen #chat-body { height: 1fr; }
     ChatScreen #chat-input { height: 3; padding: 0 1; }
     ChatScreen #prompt { width: 1fr; }
@@ -150,8 +156,8 @@ class ChatScreen(Screen):
         yield Header()
         with Horizontal(id="chat-top"):
             yield Label("Adapter", id="adapter-label")
-            yield Select([], prompt="choose a finished adapter", id="adapter-select")
-            yield Static("", id="chat-status")
+            yield Select([], prompt="choose a finished adapter", id="adapter-select", compact=True)
+        yield Static("", id="chat-status")
         with Horizontal(id="chat-body"):
             yield ChatPane("Base model (adapter off)", id="pane-base")
             yield ChatPane("Adapter", id="pane-adapter")
@@ -160,7 +166,7 @@ class ChatScreen(Screen):
             yield Input(placeholder="Type a message and press Enter: both models answer it", id="prompt")
             yield Button("Send", id="send", variant="primary")
             yield Button("Stop", id="stop", variant="error")
-        yield Footer()
+        yield WorkbenchFooter()
 
     def pane(self, side: str) -> ChatPane:
         return self.query_one(f"#pane-{side}", ChatPane)
@@ -466,6 +472,14 @@ class ChatScreen(Screen):
         select = self.query_one("#adapter-select", Select)
         select.focus()
         select.expanded = True
+
+    def action_toggle_settings(self) -> None:
+        """Show the generation settings where they are hidden (narrow terminals), hide them elsewhere."""
+        self.toggle_class("-settings-flipped")
+
+    @property
+    def settings_shown(self) -> bool:
+        return self.query_one(GenSettingsForm).display
 
     def action_reload_adapters(self) -> None:
         self._list_adapters()

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import config as cfgmod
 from humanlike_tui.errors import ConfigError
@@ -20,6 +20,7 @@ from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.config_form import ConfigForm
 from humanlike_tui.ui.widgets.data_look import DataLook
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 
 TRUST_REMOTE_CODE_WARNING = ("model.trust_remote_code is on: the model's own Python code will run. "
@@ -56,6 +57,11 @@ class ConfigScreen(Screen):
     ConfigScreen .file-buttons { height: auto; padding: 0 1; }
     ConfigScreen .file-buttons Button { width: 1fr; min-width: 8; margin-right: 1; }
     ConfigScreen #start { width: 100%; margin: 1 1 0 1; }
+    ConfigScreen.-narrow #config-right { width: 28; min-width: 0; }
+    ConfigScreen.-narrow ConfigField { grid-columns: 23 1fr; }
+    ConfigScreen.-narrow ConfigField .field-note { padding-left: 0; }
+    ConfigScreen.-short .section { margin-top: 0; }
+    ConfigScreen.-short #start { margin: 0 1; }
     """
 
     def __init__(self, state: WorkbenchState) -> None:
@@ -85,7 +91,7 @@ class ConfigScreen(Screen):
                 yield PlanPanel(id="config-plan")
                 yield Label("Data", classes="section")
                 yield DataLook(id="data-look")
-        yield Footer()
+        yield WorkbenchFooter()
 
     def on_mount(self) -> None:
         self.validate()

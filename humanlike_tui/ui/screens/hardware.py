@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from humanlike_tui.formatting import gib
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 
 # Report fields in bytes, shown in GiB (the rest print as they are).
@@ -49,6 +50,11 @@ class HardwareScreen(Screen):
     DEFAULT_CSS = """
     HardwareScreen #hw-left { width: 68; }
     HardwareScreen #hw-right { width: 1fr; }
+    HardwareScreen.-narrow #hw-main { layout: vertical; }
+    HardwareScreen.-narrow #hw-left { width: 1fr; height: 1fr; }
+    HardwareScreen.-narrow #hw-right { width: 1fr; height: 1fr; }
+    HardwareScreen.-short .section { margin-top: 0; }
+    HardwareScreen.-short #hw-advice { max-height: 4; }
     HardwareScreen DataTable { height: 1fr; }
     HardwareScreen .section { text-style: bold; color: $text-accent; padding: 0 1; margin-top: 1; }
     HardwareScreen #hw-config { color: $text-muted; padding: 0 1; }
@@ -63,19 +69,19 @@ class HardwareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="hw-main"):
             with Vertical(id="hw-left"):
                 yield Label("Hardware report", classes="section")
                 yield Static("", id="hw-error")
                 yield DataTable(id="hw-report", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="hw-advice")
-            with Vertical(id="hw-right"):
+            with VerticalScroll(id="hw-right"):
                 yield Label("GPUs, live", classes="section")
                 yield GpuBars(id="hw-gpus")
                 yield Label("VRAM plan for the current config", classes="section")
                 yield Static("", id="hw-config")
                 yield PlanPanel(id="hw-plan")
-        yield Footer()
+        yield WorkbenchFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import Button, Header, Label, ProgressBar, Static
 
 from humanlike_tui.formatting import duration
 from humanlike_tui.ui import format as fmt
@@ -16,6 +16,7 @@ from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import LossChart, VramChart
 from humanlike_tui.ui.widgets.flow_log import FlowLog
+from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
                 "pausing": "bold yellow", "paused": "bold yellow", "stopped": "bold yellow",
@@ -78,7 +79,7 @@ class TrainScreen(Screen):
     DEFAULT_CSS = """
     TrainScreen #train-head { height: auto; padding: 0 1; }
     TrainScreen #progress-row { height: 1; }
-    TrainScreen #status { width: auto; margin-right: 2; }
+    TrainScreen #status { width: auto; max-width: 70%; margin-right: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainScreen ProgressBar { width: 1fr; }
     TrainScreen ProgressBar Bar { width: 1fr; }
     TrainScreen #step-label { width: auto; margin-left: 2; }
@@ -89,7 +90,9 @@ class TrainScreen(Screen):
     TrainScreen .pane-title { text-style: bold; color: $text-accent; padding: 0 1; }
     TrainScreen FlowLog { height: 1fr; padding: 0 1; background: $surface; }
     TrainScreen #buttons { height: auto; padding: 0 1; }
-    TrainScreen #buttons Button { margin-right: 1; }
+    TrainScreen #buttons Button { margin-right: 1; min-width: 0; width: auto; }
+    TrainScreen.-short #charts { min-height: 8; }
+    TrainScreen.-short LossChart, TrainScreen.-short VramChart { min-height: 6; }
     """
 
     def __init__(self, state: WorkbenchState) -> None:
@@ -116,15 +119,15 @@ class TrainScreen(Screen):
                 yield Label("Answers at each evaluation", classes="pane-title")
                 yield FlowLog(id="samples")
             with Vertical():
-                yield Label("Log (+mm:ss: time since the workbench started)", classes="pane-title")
+                yield Label("Log (+mm:ss since the app started)", classes="pane-title")
                 yield FlowLog(id="log")
         with Horizontal(id="buttons"):
-            yield Button("New run", id="new", variant="success")
-            yield Button("Stop", id="stop", variant="error")
-            yield Button("Pause", id="pause", variant="warning")
-            yield Button("Resume", id="resume", variant="primary")
-            yield Button("Earlier run ...", id="earlier")
-        yield Footer()
+            yield Button("New run", id="new", variant="success", compact=True)
+            yield Button("Stop", id="stop", variant="error", compact=True)
+            yield Button("Pause", id="pause", variant="warning", compact=True)
+            yield Button("Resume", id="resume", variant="primary", compact=True)
+            yield Button("Earlier run ...", id="earlier", compact=True)
+        yield WorkbenchFooter()
 
     def on_mount(self) -> None:
         self.refresh_view()

@@ -23,7 +23,7 @@ from humanlike_tui.config import GROUP_TITLES, Config, FieldSpec, field_specs
 
 # The tabs, in the order of the workflow (what to train, how to adapt it, on what, how, then chat).
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("model", "Model & quantization", ("model", "quant")),
+    ("model", "Model & quant", ("model", "quant")),
     ("lora", "LoRA", ("lora",)),
     ("data", "Data", ("data",)),
     ("train", "Training", ("train",)),
