@@ -31,7 +31,8 @@ from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import RunChoice, Services
 from humanlike_tui.ui.background import BackgroundWork
 from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
-from humanlike_tui.ui.messages import EngineEvent, GpuWanted, OpenInChat, ResumeRun, RunHistory, RunsListed
+from humanlike_tui.ui.messages import (EngineEvent, GpuWanted, OpenInChat, ResumeRun, RunHistory, RunRenamed,
+                                       RunsListed)
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
 from humanlike_tui.ui.screens.chat import ChatScreen
 from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScreen
@@ -434,6 +435,14 @@ class WorkbenchApp(BackgroundWork, App[int]):
             self._redraw_timer.stop()
 
     # ---- the Chat screen, asked for by another screen ----
+
+    def on_run_renamed(self, message: RunRenamed) -> None:
+        """A renamed run: the chat that holds its adapter and this session's run follow the new name."""
+        chat = self.mode_screen("chat")
+        if isinstance(chat, ChatScreen):
+            chat.adapter_renamed(message.old, message.new)
+        if self.state.tracker.rename(message.old, message.new):
+            self._run_changed()
 
     async def on_open_in_chat(self, message: OpenInChat) -> None:
         await self.switch_mode("chat")

@@ -91,6 +91,14 @@ class OpenInChat(Message):
 
 
 @dataclass
+class RunRenamed(Message):
+    """A run was renamed in the store (the Adapters screen): whoever shows it by name follows."""
+
+    old: str
+    new: str
+
+
+@dataclass
 class ResumeRun(Message):
     """Resume this run, picked elsewhere (the Adapters screen), as if picked in the run picker."""
 

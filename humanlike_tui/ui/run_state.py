@@ -158,6 +158,20 @@ class RunTracker:
             self.evals = list(evals)
         self.version += 1
 
+    def rename(self, old: str, new: str) -> bool:
+        """The run was renamed in the store: resume and the status line use the new name (and folder)."""
+        if not self.run_id or self.run_id != old:
+            return False
+        self.run_id = new
+        for name in ("run_dir", "adapter_dir", "checkpoint"):
+            path = getattr(self, name)
+            parts = path.split("/")
+            if old in parts:
+                parts[parts.index(old)] = new
+                setattr(self, name, "/".join(parts))
+        self.version += 1
+        return True
+
     def request(self, what: str, now: float) -> None:
         """The user pressed Stop or Pause: shown at once, while the engine finishes its step and saves."""
         self.status = {"stop": "stopping", "pause": "pausing"}[what]

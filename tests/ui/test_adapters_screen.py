@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from humanlike_tui.records import FIGURES
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
@@ -130,6 +130,33 @@ async def test_rename_checks_the_name_then_renames():
         assert "warm-sft-v1" not in [i.name for i in screen.infos]
         await wait_until(pilot, lambda: not screen.working, what="the screen to settle")
         assert screen.selected.name == "warm-final"  # the renamed run stays highlighted
+
+
+async def test_renaming_the_chat_adapter_renames_it_in_the_chat():
+    app, services = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("o")  # open it in Chat
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded_name == "warm-sft-v2",
+                         what="the chat's model")
+        chat = app.screen
+        await pilot.press("f5")
+        screen = await listed(pilot)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog), what="the rename dialog")
+        await pilot.press("end", "ctrl+u", *"warm-final", "enter")
+        await wait_until(pilot, lambda: "warm-final" in [i.name for i in screen.infos], what="the rename")
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: app.screen is chat and chat.adapters is not None
+                         and "warm-final" in [a.name for a in chat.adapters], what="the chat's list")
+        await pilot.pause(0.05)
+        assert chat.loaded_name == "warm-final" and app.state.chat.name == "warm-final"
+        assert str(chat.pane("adapter").query_one(".pane-title").render()) == "Adapter warm-final"
+        assert "warm-final on microsoft/phi-2" in chat.status_text() and "warm-sft-v2" not in chat.status_text()
+        assert chat.query_one("#adapter-select", Select).value == "warm-final"
+        assert services.generation.opened[0].closed is False  # the same model: nothing loaded again
+        assert len(services.generation.opened) == 1
 
 
 async def test_delete_asks_first():

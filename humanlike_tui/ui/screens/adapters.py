@@ -21,7 +21,7 @@ from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, Services
 from humanlike_tui.records import AdapterInfo
 from humanlike_tui.ui.library_text import details_text, library_summary, row_cells, run_size, table_layout
-from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun
+from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun, RunRenamed
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.state import WorkbenchState
@@ -57,6 +57,7 @@ class LibraryChanged(Message):
     error: str = ""
     title: str = ""
     select: str = ""  # the run to highlight in the new list (a renamed run keeps the cursor)
+    renamed: tuple[str, str] | None = None  # (old, new) after a rename
 
 
 @dataclass
@@ -346,7 +347,7 @@ class AdaptersScreen(Screen):
         try:
             if what == "rename":
                 self.services.library.rename(name, args[0])
-                changed = LibraryChanged(f"Renamed {name} to {args[0]}", select=args[0])
+                changed = LibraryChanged(f"Renamed {name} to {args[0]}", select=args[0], renamed=(name, args[0]))
             elif what == "delete":
                 self.services.library.delete(name)
                 changed = LibraryChanged(f"Deleted {name}")
@@ -368,6 +369,8 @@ class AdaptersScreen(Screen):
             self.notify(message.error, title=message.title, severity="error", timeout=15)
         else:
             self.notify(message.done, timeout=8)
+        if message.renamed is not None:
+            self.post_message(RunRenamed(*message.renamed))  # the app tells the Chat and Train screens
         self._select = message.select
         self.details.clear()
         self.reload()

@@ -11,7 +11,7 @@ from the workbench config's [generate] section. The session's turns are the conv
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,7 @@ class ChatScreen(Screen):
         self._pending: dict[str, list[str]] = {side: [] for side in SIDES}
         self._flush_timer: Timer | None = None
         self.server: ServerHandle | None = None  # the local OpenAI-compatible server over the loaded model
+        self._loaded_facts: tuple[dict, dict] = ({}, {})  # describe() and memory() of the loaded model
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -210,11 +211,8 @@ class ChatScreen(Screen):
         if message.error:
             self.notify(message.error, title="cannot list the adapters", severity="error", timeout=10)
         self.adapters = [info for info in message.infos if getattr(info, "can_chat", False)]
-        options = [(f"{a.name} · {a.method} · {a.base_model}", a.name) for a in self.adapters]
-        select = self.query_one("#adapter-select", Select)
         with self.prevent(Select.Changed):
-            select.set_options(options)
-            self._sync_select()
+            self._set_options()
         wanted, self._wanted = self._wanted, None
         if wanted:
             self.open_adapter(wanted)
@@ -226,6 +224,24 @@ class ChatScreen(Screen):
         self._wanted = name
         if self.is_mounted:  # else on_mount reads the list
             self._list_adapters()
+
+    def adapter_renamed(self, old: str, new: str) -> None:
+        """The run was renamed in the store: the loaded model is the same, under its new name."""
+        if self.state.chat.name == old:
+            self.state.chat.name = new
+            self.loaded_info = loaded_text(new, *self._loaded_facts)
+            if self.is_mounted:
+                self.pane("adapter").set_title(f"Adapter {new}")
+        self.opening = new if self.opening == old else self.opening
+        self._wanted = new if self._wanted == old else self._wanted
+        self._queued = new if self._queued == old else self._queued
+        if self.adapters is not None:  # the selector offers (and shows) the new name
+            self.adapters = [replace(a, name=new) if a.name == old else a for a in self.adapters]
+        if self.is_mounted:
+            with self.prevent(Select.Changed):
+                self._set_options()
+            self.refresh_view()
+            self._list_adapters()  # and the store's own list, when it comes
 
     def open_adapter(self, name: str) -> None:
         if name in (self.loaded_name, self.opening):
@@ -278,6 +294,7 @@ class ChatScreen(Screen):
             self.notify(message.error, title=f"cannot open {message.name}", severity="error", timeout=15)
         else:
             self.state.chat.name, self.state.chat.generator = message.name, message.generator
+            self._loaded_facts = (message.describe, message.memory)
             self.loaded_info = loaded_text(message.name, message.describe, message.memory)
             if self.turns:
                 for side in SIDES:
@@ -290,6 +307,11 @@ class ChatScreen(Screen):
         if queued and queued != self.loaded_name:
             self.open_adapter(queued)
         self.refresh_view()
+
+    def _set_options(self) -> None:
+        options = [(f"{a.name} · {a.method} · {a.base_model}", a.name) for a in self.adapters or []]
+        self.query_one("#adapter-select", Select).set_options(options)
+        self._sync_select()
 
     def _sync_select(self) -> None:
         select = self.query_one("#adapter-select", Select)
