@@ -8,6 +8,7 @@ adapter that looks complete; the run is listed as interrupted, can be deleted, a
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import random
@@ -42,6 +43,7 @@ def kill(proc) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow  # ~35 s: a SIGKILL campaign over real processes (CI runs it: .ci/run -m slow)
 def test_sigkill_at_random_moments_then_resume_finishes(home, capsys):
     # A fixed seed, so a failure repeats; HLT_CRASH_SEED=N tries other kill moments (the campaign in
     # docs/reliability.md ran many).

@@ -50,6 +50,7 @@ def launch(home, *args: str, wait: bool = True):
     return proc
 
 
+@pytest.mark.slow  # ~35 s: two real processes under accelerate (CI runs it: .ci/run -m slow)
 def test_two_processes_train_resume_and_match_one_process(home, tmp_path):
     cfg = C.load_preset("demo").replace(**{**FAST_OVERRIDES, "quant.mode": "none", "train.max_steps": 4,
                                            "train.save_every": 2})
