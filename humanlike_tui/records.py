@@ -175,6 +175,32 @@ FIGURES = (
 )
 
 
+SCORECARD_COLUMNS = ("figure", "base", "adapter", "data: chosen", "data: rejected")
+
+
+def scorecard_rows(card: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """A scorecard (Scorecard.to_dict()) as `eval` prints it: every figure of FIGURES, one row each,
+    base | adapter | the data's chosen | rejected answers. One source for the CLI and the Adapters screen."""
+    base, adapter = card.get("base") or {}, card.get("adapter") or {}
+    ref = card.get("reference") or {}
+    return [(label, format_figure(key, base.get(key)), format_figure(key, adapter.get(key)),
+             format_figure(key, (ref.get("chosen") or {}).get(key)), format_figure(key, (ref.get("rejected") or {}).get(key)))
+            for key, label, _ in FIGURES]
+
+
+def scorecard_caption(card: dict[str, Any]) -> str:
+    """'50 held-out rows, 48 prompts from SOURCE; answers: seed 0, up to 200 new tokens' (what is known)."""
+    text = f"{card.get('rows', '?')} held-out rows"
+    if card.get("prompts") is not None:
+        text += f", {card['prompts']} prompts"
+    if card.get("data_source"):
+        text += f" from {card['data_source']}"
+    settings = card.get("settings") or {}
+    if settings:
+        text += f"; answers: seed {settings.get('seed')}, up to {settings.get('max_new_tokens')} new tokens"
+    return text
+
+
 def format_figure(key: str, value: float | None) -> str:
     """A figure as shown to people; None (not measured, e.g. stopped_rate of written answers) is '—'."""
     if value is None:

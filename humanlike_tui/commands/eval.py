@@ -86,21 +86,15 @@ def render(card) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from humanlike_tui.records import FIGURES, format_figure
+    from humanlike_tui.records import SCORECARD_COLUMNS, scorecard_caption, scorecard_rows
 
     d = card.to_dict()
-    ref = d["reference"]
-    table = Table(title=f"scorecard of {d['run_id']} on {d['base_model']}",
-                  caption=f"{d['rows']} held-out rows, {d['prompts']} prompts from {d['data_source']}; "
-                          f"answers: seed {d['settings']['seed']}, up to {d['settings']['max_new_tokens']} "
-                          "new tokens")
-    table.add_column("figure")
-    for name in ("base", "adapter", "data: chosen", "data: rejected"):
+    table = Table(title=f"scorecard of {d['run_id']} on {d['base_model']}", caption=scorecard_caption(d))
+    table.add_column(SCORECARD_COLUMNS[0])
+    for name in SCORECARD_COLUMNS[1:]:
         table.add_column(name, justify="right")
-    for key, label, _ in FIGURES:
-        cells = [format_figure(key, d["base"].get(key)), format_figure(key, d["adapter"].get(key))]
-        cells += [format_figure(key, (ref.get(side) or {}).get(key)) for side in ("chosen", "rejected")]
-        table.add_row(label, *cells)
+    for row in scorecard_rows(d):
+        table.add_row(*row)
     console = Console()
     console.print(table)
     for s in d["samples"]:

@@ -1,14 +1,16 @@
 """The Adapters screen's text, pure so it is tested without a terminal: the table's cells, the
-highlighted run's details (with its last scorecard) and the one-line summary of the library."""
+highlighted run's details, its last scorecard and the one-line summary of the library."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich import box
+from rich.table import Table
 from rich.text import Text
 
 from humanlike_tui.formatting import date_text, size_text
-from humanlike_tui.records import FIGURES, AdapterInfo, format_figure
+from humanlike_tui.records import SCORECARD_COLUMNS, AdapterInfo, scorecard_caption, scorecard_rows
 
 # Method and folders are in the details pane. (title, widest it gets, drop rank): the name takes the
 # spare width; on a narrow screen the columns with the highest drop rank go first, so the name keeps
@@ -114,8 +116,6 @@ def details_text(info: AdapterInfo, details: dict[str, Any] | None) -> Text:
                 f"{run_size(info.adapter_bytes)})")
     if details:
         text.append(_details_lines(details))
-        if details.get("scorecard"):
-            text.append(scorecard_lines(details["scorecard"]))
     if info.can_chat:
         text.append("\nenter/o: chat with it · x: export a merged model", style="dim")
     elif info.can_resume:
@@ -151,18 +151,17 @@ def _details_lines(details: dict[str, Any]) -> str:
     return "".join("\n" + line for line in lines)
 
 
-# The scorecard figures shown in the details pane (all of them are in `humanlike-tui eval`).
-SCORECARD_KEYS = ("preference_accuracy", "preference_margin", "eval_loss", "ai_disclaimer_rate",
-                  "contractions_per_100_words", "mean_words")
-
-
-def scorecard_lines(card: dict[str, Any]) -> str:
-    """Base vs adapter, a few figures a line: 'label base → adapter'."""
-    base, adapter = card.get("base") or {}, card.get("adapter") or {}
-    parts = [f"{label} {format_figure(key, base.get(key))} → {format_figure(key, adapter.get(key))}"
-             for key, label, _ in FIGURES if key in SCORECARD_KEYS]
-    head = f"scorecard ({card.get('rows', '?')} rows, base → adapter): "
-    return "\n" + head + " · ".join(parts[:3]) + ("\n" + " · ".join(parts[3:]) if parts[3:] else "")
+def scorecard_table(card: dict[str, Any]) -> Table:
+    """The whole scorecard as `humanlike-tui eval` prints it: every figure, base → adapter, beside the
+    data's own chosen and rejected answers (records.scorecard_rows, the one source of both)."""
+    table = Table(title="scorecard: base → adapter", caption=scorecard_caption(card), title_justify="left",
+                  caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+    table.add_column(SCORECARD_COLUMNS[0], ratio=1)  # the label wraps on a narrow screen; figures never
+    for name in SCORECARD_COLUMNS[1:]:
+        table.add_column(name, justify="right", no_wrap=True)
+    for label, base, adapter, chosen, rejected in scorecard_rows(card):
+        table.add_row(label, base, Text(adapter, style="bold"), chosen, rejected)
+    return table
 
 
 def library_summary(infos: list[AdapterInfo]) -> str:

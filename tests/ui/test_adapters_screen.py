@@ -243,28 +243,71 @@ def test_adapters_screen_snapshot(snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-async def test_scorecard_shows_base_and_adapter_figures():
-    card = {"run_id": "warm-sft-v2", "rows": 50,
-            "base": {"preference_accuracy": 0.42, "preference_margin": -0.125, "eval_loss": 2.5,
-                     "ai_disclaimer_rate": 0.3, "contractions_per_100_words": 1.5, "mean_words": 80.0},
-            "adapter": {"preference_accuracy": 0.875, "preference_margin": 0.25, "eval_loss": 1.75,
-                        "ai_disclaimer_rate": 0.0, "contractions_per_100_words": 4.25, "mean_words": 40.0},
-            "reference": {"chosen": None, "rejected": None}}
-    app, services = library_app(scorecard=FakeScorecard(card))
-    scored = services.scorecard.calls
+def full_card() -> dict:
+    """A scorecard with every figure, as engine.evaluation's Scorecard.to_dict() gives it."""
+    base = {"preference_accuracy": 0.42, "preference_margin": -0.125, "reward_accuracy": None, "eval_loss": 2.5,
+            "perplexity": 12.18, "ai_disclaimer_rate": 0.3, "emoji_rate": 0.0, "question_rate": 0.1,
+            "exclamation_rate": 0.05, "contractions_per_100_words": 1.5, "mean_words": 80.0, "distinct_2": 0.61,
+            "repeated_ngram_rate": 0.08, "stopped_rate": 0.9}
+    adapter = {**base, "preference_accuracy": 0.875, "preference_margin": 0.25, "reward_accuracy": 0.8125,
+               "eval_loss": 1.75, "perplexity": 5.75, "ai_disclaimer_rate": 0.0, "emoji_rate": 0.125,
+               "question_rate": 0.375, "contractions_per_100_words": 4.25, "mean_words": 40.0}
+    chosen = {k: None for k in base} | {"ai_disclaimer_rate": 0.0, "emoji_rate": 0.2, "question_rate": 0.4,
+                                        "exclamation_rate": 0.3, "contractions_per_100_words": 5.0, "mean_words": 35.0}
+    rejected = chosen | {"ai_disclaimer_rate": 0.6, "emoji_rate": 0.0, "mean_words": 120.0}
+    return {"run_id": "warm-sft-v2", "base_model": "microsoft/phi-2", "rows": 50, "prompts": 50,
+            "data_source": "HumanLLMs/Human-Like-DPO-Dataset", "settings": {"seed": 0, "max_new_tokens": 200},
+            "base": base, "adapter": adapter, "reference": {"chosen": chosen, "rejected": rejected}, "samples": []}
+
+
+def rendered(renderable, width: int) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+async def scored_screen(pilot, card_shown: str = "87.5%") -> AdaptersScreen:
+    screen = await listed(pilot)
+    await highlight(pilot, screen, "warm-sft-v2")
+    await pilot.press("s")
+    await wait_until(pilot, lambda: screen.query_one("#scorecard").display and not screen.working,
+                     what="the scorecard")
+    await pilot.pause(0.05)
+    return screen
+
+
+async def test_the_whole_scorecard_is_shown_as_eval_prints_it():
+    app, services = library_app(scorecard=FakeScorecard(full_card()))
     async with app.run_test(size=SIZE) as pilot:
         screen = await listed(pilot)
         await highlight(pilot, screen, "cozy-dpo")
         assert screen.check_action("scorecard", ()) is None  # unfinished: nothing to score
-        await highlight(pilot, screen, "warm-sft-v2")
-        await pilot.press("s")
-        await wait_until(pilot, lambda: "42.0% → 87.5%" in str(screen.query_one("#details", Static).render()),
-                         what="the scorecard in the details")
-        assert scored == [("warm-sft-v2", None)] and not screen.working
-        details = str(screen.query_one("#details", Static).render())
-        label = {key: label for key, label, _ in FIGURES}
-        assert f"{label['preference_accuracy']} 42.0% → 87.5%" in details
-        assert "AI disclaimers 30.0% → 0.0%" in details and "LoRA r 16" in details
+        screen = await scored_screen(pilot)
+        assert services.scorecard.calls == [("warm-sft-v2", None)]
+        box = screen.query_one("#details-box")
+        table = screen.query_one("#scorecard", Static).content  # the rich Table drawn there
+        text = rendered(table, box.scrollable_content_region.width)
+        for key, label, _ in FIGURES:  # every figure of `eval`, with its four columns
+            line = next(line for line in text.splitlines() if label[:20] in line)
+            assert len(line.split()) >= 4, line
+        assert "base → adapter" in text and "data: chosen" in text and "data: rejected" in text
+        assert "87.5%" in text and "81.2%" in text and "60.0%" in text  # adapter, DPO reward accuracy, rejected
+        assert "50 held-out rows, 50 prompts from HumanLLMs/Human-Like-DPO-Dataset" in text
+        assert box.max_scroll_y == 0  # all of it in view at 120x40: nothing cut, no blank screen above
+
+
+def test_scorecard_snapshot(snap_compare):
+    app, _ = library_app(scorecard=FakeScorecard(full_card()))
+
+    async def run_before(pilot):
+        await scored_screen(pilot)
+        no_blink(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 async def test_scorecard_borrows_the_model_the_chat_has_loaded():

@@ -20,7 +20,8 @@ from textual.widgets import Button, DataTable, Header, Static
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, Services
 from humanlike_tui.records import AdapterInfo
-from humanlike_tui.ui.library_text import details_text, library_summary, row_cells, run_size, table_layout
+from humanlike_tui.ui.library_text import (details_text, library_summary, row_cells, run_size, scorecard_table,
+                                           table_layout)
 from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun, RunRenamed
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
@@ -92,6 +93,7 @@ class AdaptersScreen(Screen):
     AdaptersScreen DataTable { height: 5; }
     AdaptersScreen #adapters-empty { padding: 1 2; color: $text-muted; height: auto; }
     AdaptersScreen #details-box { height: 1fr; min-height: 5; border: round $primary-darken-1; padding: 0 1; }
+    AdaptersScreen #scorecard { margin-top: 1; }
     AdaptersScreen #library-status { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     AdaptersScreen #library-buttons { height: auto; padding: 0 1; }
     AdaptersScreen #library-buttons Button { margin-right: 1; min-width: 0; width: auto; }
@@ -114,6 +116,7 @@ class AdaptersScreen(Screen):
         yield Static("", id="adapters-empty")
         with VerticalScroll(id="details-box"):
             yield Static("", id="details")
+            yield Static("", id="scorecard")
         yield Static("", id="library-status")
         with Horizontal(id="library-buttons"):
             yield Button("Open in Chat", id="open", variant="primary", compact=True)
@@ -387,7 +390,12 @@ class AdaptersScreen(Screen):
             empty.update("reading the store …" if not self.listed else
                          "No runs yet. Start one from the Config screen (F2); it appears here when it begins.")
         info = self.selected
-        self.query_one("#details", Static).update(details_text(info, self.details.get(info.name)) if info else "")
+        details = self.details.get(info.name) if info else None
+        self.query_one("#details", Static).update(details_text(info, details) if info else "")
+        card = (details or {}).get("scorecard")
+        scorecard = self.query_one("#scorecard", Static)
+        scorecard.update(scorecard_table(card) if card else "")
+        scorecard.display = bool(card)
         self.query_one("#library-status", Static).update(f"working: {self.working} …" if self.working else
                                                           library_summary(self.infos))
         for button_id, action in BUTTONS.items():
