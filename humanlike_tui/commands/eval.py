@@ -45,9 +45,9 @@ class Progress:
     """Engine events -> one rich progress bar per stage on stderr (stdout stays clean for --json)."""
 
     def __init__(self, quiet: bool = False):
-        from rich.console import Console
+        from humanlike_tui.commands.output import console
 
-        self.console = Console(stderr=True)
+        self.console = console(stderr=True)
         self.quiet = quiet
         self.progress = None
         self.tasks: dict[tuple[str, str], int] = {}
@@ -83,20 +83,21 @@ class Progress:
 
 def render(card) -> None:
     """The scorecard as a rich table: one row per figure, base | adapter | data chosen | data rejected."""
-    from rich.console import Console
     from rich.table import Table
 
+    from humanlike_tui.commands.output import console as make_console
     from humanlike_tui.records import SCORECARD_COLUMNS, scorecard_caption, scorecard_rows
 
     d = card.to_dict()
-    table = Table(title=f"scorecard of {d['run_id']} on {d['base_model']}", caption=scorecard_caption(d))
+    table = Table(title=f"scorecard of {d['run_id']} on {d['base_model']}")
     table.add_column(SCORECARD_COLUMNS[0])
     for name in SCORECARD_COLUMNS[1:]:
         table.add_column(name, justify="right")
     for row in scorecard_rows(d):
         table.add_row(*row)
-    console = Console()
+    console = make_console()
     console.print(table)
+    console.print(scorecard_caption(d), highlight=False)  # not the table's caption: that wraps at its width
     for s in d["samples"]:
         console.print(f"[bold]> {s['prompt'][:100]}[/]", highlight=False)
         console.print(f"  base:    {s['base'][:160]!r}", highlight=False)

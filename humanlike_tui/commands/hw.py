@@ -69,9 +69,9 @@ def _measure(cfg: Any, args: argparse.Namespace) -> Any:
 
 
 def _print_check(check: Any) -> None:
-    from rich.console import Console
+    from humanlike_tui.commands.output import console as make_console
 
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     what = "torch's peak reserved memory" if check.device == "cuda" else "the process's peak RSS"
     console.print(f"Measured over {check.steps} step(s) on {check.device} ({check.tokens:,} tokens per pass, rows "
                   f"up to {check.seq_len}): {what} {memory_text(check.measured_bytes)}, estimate "
@@ -101,9 +101,9 @@ def _na(value: Any, fmt: str = "{}") -> str:
 
 
 def _print_human(report: Any, plan: Any) -> None:
-    from rich.console import Console
+    from humanlike_tui.commands.output import console as make_console
 
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     _print_gpus(console, report)
     _print_software(console, report)
     for note in report.recommendations:

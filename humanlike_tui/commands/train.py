@@ -43,9 +43,9 @@ class ProgressListener:
     """Turns engine events into a rich progress bar and log lines (stderr, so --json stays clean)."""
 
     def __init__(self, quiet: bool = False):
-        from rich.console import Console
+        from humanlike_tui.commands.output import console
 
-        self.console = Console(stderr=True)
+        self.console = console(stderr=True)
         self.quiet = quiet
         self.progress = None
         self.task = None
