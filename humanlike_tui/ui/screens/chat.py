@@ -11,7 +11,7 @@ from the workbench config's [generate] section. The session's turns are the conv
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Header, Input, Label, Select, Static
@@ -27,11 +26,13 @@ from textual.widgets import Button, Header, Input, Label, Select, Static
 from humanlike_tui import events
 from humanlike_tui.fileio import atomic_write_text
 from humanlike_tui.events import SIDES
-from humanlike_tui.formatting import error_text, size_text
+from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, ServerHandle, Services
 from humanlike_tui.records import AdapterInfo, GenSettings, Turn
+from humanlike_tui.ui.chat_messages import (AdaptersListed, ChatStream, ExchangeEnded, GeneratorLog, GeneratorOpened,
+                                            ServerChanged, loaded_text, transcript_path_problem)
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
-from humanlike_tui.ui.messages import GpuWanted, NewestOnly
+from humanlike_tui.ui.messages import GpuWanted
 from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
@@ -40,69 +41,6 @@ from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
 FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
-
-
-# ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
-
-@dataclass
-class ChatStream(Message):
-    """One engine chat event (AnswerStarted / AnswerText / AnswerDone). Never merged."""
-
-    bubble = False
-    event: events.Event
-
-
-@dataclass
-class AdaptersListed(Message):
-    bubble = False
-    infos: list[AdapterInfo]
-    error: str = ""
-
-
-@dataclass
-class GeneratorLog(NewestOnly):
-    """Loading progress; only the newest line matters."""
-
-    bubble = False
-    text: str
-
-
-@dataclass
-class ServerChanged(Message):
-    """The local OpenAI-compatible server started (handle) or could not start (error)."""
-
-    bubble = False
-    handle: ServerHandle | None = None
-    error: str = ""
-
-
-@dataclass
-class GeneratorOpened(Message):
-    bubble = False
-    name: str
-    generator: Generator | None = None
-    error: str = ""
-    describe: dict[str, Any] = field(default_factory=dict)
-    memory: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExchangeEnded(Message):
-    bubble = False
-    turn: ChatTurn
-    error: str = ""
-
-
-def loaded_text(name: str, describe: dict, memory: dict) -> str:
-    parts = [f"{name} on {describe.get('base_model', '?')}"]
-    if describe.get("quant"):
-        parts.append(str(describe["quant"]))
-    if describe.get("device"):
-        parts.append(str(describe["device"]))
-    if memory.get("bytes"):
-        parts.append(f"one base model in memory: {size_text(memory['bytes'], 'MB')} + LoRA "
-                     f"{size_text(memory.get('lora_bytes', 0), 'MB')}")
-    return " · ".join(parts)
 
 
 class ChatScreen(Screen):
@@ -550,12 +488,3 @@ class ChatScreen(Screen):
         self.refresh_bindings()
 
 
-def transcript_path_problem(text: str) -> str:
-    if not text:
-        return "give a file name"
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return f"{path} is a folder; add a file name (e.g. chat.md)"
-    if path.exists():
-        return f"{path} exists; choose another name (transcripts are never overwritten)"
-    return ""
