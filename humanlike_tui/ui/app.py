@@ -29,6 +29,7 @@ from humanlike_tui.config import Config
 from humanlike_tui.errors import ConfigError, HumanlikeError, crash_line, write_crash_report
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import RunChoice, Services
+from humanlike_tui.ui.crash import CrashApp
 from humanlike_tui.ui.background import BackgroundWork
 from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
 from humanlike_tui.ui.messages import (EngineEvent, GpuWanted, OpenInChat, ResumeRun, RunHistory, RunRenamed,
@@ -483,26 +484,6 @@ def initial_config(args: argparse.Namespace) -> tuple[Config, Path, str]:
     if cfg is None:
         cfg = cfgmod.load_preset(DEFAULT_PRESET)
     return cfgmod.apply_overrides(cfg, overrides), default_path, note
-
-
-class CrashApp(App[None]):
-    """Shown after an unexpected error ended the workbench: the one line and the crash report's path,
-    instead of a traceback."""
-
-    BINDINGS = [Binding("q,escape,enter,space", "quit", "Close")]
-    CSS = ("Screen { align: center middle; } #crash { width: 80%; max-width: 100; border: heavy $error; "
-           "padding: 1 2; height: auto; }")
-
-    def __init__(self, line: str) -> None:
-        super().__init__()
-        self.line = line
-
-    def compose(self) -> Any:
-        from textual.widgets import Static
-
-        yield Static(f"[b]The workbench stopped after an unexpected error[/b]\n\n{self.line}\n\n"
-                     "Your runs and checkpoints are on disk; resume them after restarting. Press Enter to close.",
-                     id="crash")
 
 
 def run_app(args: argparse.Namespace) -> int:
