@@ -55,11 +55,23 @@ class HardwareView:
 
 @dataclass(frozen=True)
 class PlanView:
-    """The VRAM plan for a config as the screens show it."""
+    """The memory plan for a config as the screens show it: VRAM on a GPU, RAM on the CPU (where it also
+    says how long the run would take: `slow` when that is more than a few hours)."""
 
     verdict: str  # fits | tight | does not fit | unknown
     headline: str
     lines: tuple[str, ...] = ()
+    device: str = "cuda"  # cuda | cpu
+    slow: str = ""  # on the CPU: 'about 58 days for 3,000 steps at ~1.6 tokens/s on 2 cores' when impractical
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """This machine's RAM now (bytes): what this process holds (the training runs in it), free, total."""
+
+    process_bytes: int
+    available_bytes: int | None = None
+    total_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,7 @@ class ScorecardService(Protocol):
 class HardwareService(Protocol):
     def probe(self) -> HardwareView: ...  # seconds (imports torch)
     def sample(self) -> list[GpuReading]: ...  # about once a second, from the polling worker
+    def memory(self) -> MemoryReading: ...  # RAM now, from the same worker (cheap: no torch)
     def plan(self, cfg: Config, hardware: HardwareView) -> PlanView: ...  # will this config fit?
     def preview(self, cfg: Config) -> DataPreview: ...  # reads and tokenizes the data
 

@@ -276,7 +276,8 @@ class WorkbenchApp(BackgroundWork, App[int]):
         event = message.event
         self.state.tracker.apply(event, self.now())
         if isinstance(event, ev.Stopped) and event.paused:
-            self.notify(f"Paused at step {event.step}: checkpoint saved, GPU memory freed. Press r to resume.",
+            freed = "GPU memory" if self.state.tracker.has_gpu else "memory"
+            self.notify(f"Paused at step {event.step}: checkpoint saved, {freed} freed. Press r to resume.",
                         timeout=8)
         elif isinstance(event, ev.BatchReduced):
             self.notify(event.message, title="out of GPU memory: smaller micro-batches", severity="warning")

@@ -68,21 +68,31 @@ class BackgroundWork:
 
     @work(thread=True, group="gpu", exit_on_error=False, name="gpu-poll")
     def _poll_gpus(self, interval: float) -> None:
+        """The GPUs and the RAM about once a second. A GPU sampler that fails (no driver, NVML gone) is
+        not asked again: no GPUs from then on; the RAM is still read (the CPU's chart needs it)."""
         worker = get_current_worker()
+        gpus_ok = True
         while not worker.is_cancelled and not self._shutting_down.is_set():
+            readings: list = []
+            if gpus_ok:
+                try:
+                    readings = self.services.hardware.sample()
+                except Exception:
+                    gpus_ok = False
             try:
-                readings = self.services.hardware.sample()
-            except Exception:  # no driver, NVML gone: report no GPUs once and stop polling
-                self.post_message(GpuSamples([], self.services.clock()))
-                return
-            self.post_message(GpuSamples(readings, self.services.clock()))
+                memory = self.services.hardware.memory()
+            except Exception:  # psutil missing or refused: the charts do without
+                memory = None
+            self.post_message(GpuSamples(readings, self.services.clock(), memory))
             self._shutting_down.wait(interval)
 
     def on_gpu_samples(self, message: GpuSamples) -> None:
         self.state.readings = message.readings
+        if message.memory is not None:
+            self.state.memory = message.memory
         gpu = self.state.tracker.training_gpu(message.readings)
         self._training_watts = gpu.power_w if gpu is not None else None
-        self.state.tracker.add_readings(message.readings, message.at - self._t0)
+        self.state.tracker.add_readings(message.readings, message.at - self._t0, message.memory)
         screen = self.shown("hardware")
         if isinstance(screen, HardwareScreen):
             screen.show_readings()

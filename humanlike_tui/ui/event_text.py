@@ -12,8 +12,9 @@ def step_log_every(total_steps: int) -> int:
     return max(1, total_steps // 20)
 
 
-def describe(event: ev.Event) -> str | None:
-    """One log line, or None for events that only feed the charts (most Steps)."""
+def describe(event: ev.Event, on_gpu: bool = True) -> str | None:
+    """One log line, or None for events that only feed the charts (most Steps). `on_gpu`: the run trains on
+    a GPU (a paused CPU run frees RAM, not GPU memory)."""
     match event:
         case ev.Log(message=message, level=level):
             return message if level == "info" else f"{level}: {message}"
@@ -38,7 +39,7 @@ def describe(event: ev.Event) -> str | None:
             return (f"out of memory at step {event.step}: micro-batch {event.old_tokens} -> {event.new_tokens} tokens; "
                     f"{event.message}")
         case ev.Stopped(paused=True):
-            return f"paused at step {event.step}; GPU memory freed; checkpoint {event.checkpoint}"
+            return f"paused at step {event.step}; {'GPU memory' if on_gpu else 'memory'} freed; checkpoint {event.checkpoint}"
         case ev.Stopped():
             return f"stopped at step {event.step}; checkpoint {event.checkpoint}"
         case ev.Finished():

@@ -11,7 +11,8 @@ from textual.message import Message
 
 from humanlike_tui.config import Config
 from humanlike_tui.events import Event
-from humanlike_tui.protocols import DataPreview, GpuReading, HardwareView, LossHistory, PlanView, RunChoice
+from humanlike_tui.protocols import (DataPreview, GpuReading, HardwareView, LossHistory, MemoryReading, PlanView,
+                                     RunChoice)
 
 
 class NewestOnly(Message):
@@ -46,6 +47,7 @@ class GpuSamples(NewestOnly):
 
     readings: list[GpuReading]
     at: float
+    memory: MemoryReading | None = None  # the machine's RAM and this process's share, at the same moment
 
 
 @dataclass

@@ -12,7 +12,7 @@ from humanlike_tui import events as ev
 from humanlike_tui.config import Config
 from humanlike_tui.energy import EnergyMeter
 from humanlike_tui.formatting import clock_stamp
-from humanlike_tui.protocols import GpuReading
+from humanlike_tui.protocols import GpuReading, MemoryReading
 from humanlike_tui.ui.event_text import describe
 
 ACTIVE = ("starting", "training", "stopping", "pausing")
@@ -26,6 +26,13 @@ class VramPoint:
     used: int
     reserved: int | None
     total: int
+
+
+@dataclass(frozen=True)
+class RamPoint:
+    t: float  # seconds since the run began
+    process: int  # this process's resident memory (the training runs in it)
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class RunTracker:
     train: list[tuple[int, float]] = field(default_factory=list)
     evals: list[tuple[int, float]] = field(default_factory=list)
     vram: deque[VramPoint] = field(default_factory=lambda: deque(maxlen=VRAM_POINTS))
+    ram: deque[RamPoint] = field(default_factory=lambda: deque(maxlen=VRAM_POINTS))  # charted on the CPU
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     log_total: int = 0  # lines ever logged; the screen appends only what it has not shown yet
     samples: list[SampleBlock] = field(default_factory=list)
@@ -104,7 +112,7 @@ class RunTracker:
 
     def apply(self, event: ev.Event, now: float) -> None:
         self._update(event)
-        line = describe(event)
+        line = describe(event, on_gpu=self.has_gpu)
         if line is not None:
             self.add_log(now, line)
         self.version += 1
@@ -194,7 +202,10 @@ class RunTracker:
             return None
         return next((r for r in readings if r.index == self.gpu_index), readings[0])
 
-    def add_readings(self, readings: list[GpuReading], now: float) -> None:
+    def add_readings(self, readings: list[GpuReading], now: float, memory: MemoryReading | None = None) -> None:
+        if memory is not None and (self.active or self.ram):
+            self.ram.append(RamPoint(now - self.t0, memory.process_bytes, memory.total_bytes))
+            self.version += 1
         gpu = self.training_gpu(readings)
         if gpu is None:
             return

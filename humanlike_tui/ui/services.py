@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from humanlike_tui.config import Config
-from humanlike_tui.formatting import date_text, gib
-from humanlike_tui.protocols import (Emit, GpuReading, HardwareView, Log, LossHistory, PlanView, PowerReader,
-                                     RunChoice, RunOutcome)
+from humanlike_tui.formatting import date_text, duration, gib
+from humanlike_tui.protocols import (Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading, PlanView,
+                                     PowerReader, RunChoice, RunOutcome)
 from humanlike_tui.records import AdapterInfo
 
 
@@ -95,11 +95,21 @@ class EngineHardware:
             self._sampler = hardware.GpuSampler()
         return [gpu_reading(s, i) for i, s in enumerate(self._sampler.sample())]
 
+    def memory(self) -> MemoryReading:
+        import psutil
+
+        ram = psutil.virtual_memory()
+        return MemoryReading(int(psutil.Process().memory_info().rss), int(ram.available), int(ram.total))
+
     def plan(self, cfg: Config, hardware: HardwareView) -> PlanView:
         warm_imports()
         from humanlike_tui.engine import planning
 
-        return plan_view(planning.plan_for_hardware(cfg, hardware.raw))
+        plan = planning.plan_for_hardware(cfg, hardware.raw)
+        if plan.device != "cpu":
+            return plan_view(plan)
+        cores = getattr(getattr(hardware.raw, "system", None), "cpu_count", None)
+        return plan_view(plan, planning.cpu_time(cfg, plan.total_params, cores))
 
     def preview(self, cfg: Config) -> Any:
         prepare(cfg)
@@ -193,16 +203,37 @@ def hardware_view(report: Any) -> HardwareView:
     return HardwareView(table, advice, names, report)
 
 
-def plan_view(plan: Any) -> PlanView:
-    """engine.planning.advice.MemoryPlan -> PlanView: verdict, need vs have, the items, and what to change."""
+def plan_view(plan: Any, cpu: Any = None) -> PlanView:
+    """engine.planning.advice.MemoryPlan -> PlanView: verdict, need vs have, the items, and what to change;
+    on the CPU (`cpu`: engine.planning.CpuTime) also how long the run would take there."""
     where = f" ({plan.available_source})" if plan.available_source else ""
+    memory = "RAM" if plan.device == "cpu" else "memory"
     if plan.available_bytes is None:
-        headline = f"needs about {gib(plan.peak_bytes)}; free memory unknown{where}"
+        headline = f"needs about {gib(plan.peak_bytes)}; free {memory} unknown{where}"
     else:
-        headline = f"needs about {gib(plan.peak_bytes)} of {gib(plan.available_bytes)} free{where}"
+        headline = f"needs about {gib(plan.peak_bytes)} of {gib(plan.available_bytes)} free {memory}{where}"
     lines = [f"{item.label}: {gib(item.bytes)}" for item in plan.items if item.bytes >= 5 * 1024**2]
     lines += [f"try: {s.text} (peak {gib(s.peak_bytes)})" for s in plan.suggestions[:3]]
-    return PlanView(plan.verdict, headline, tuple(lines))
+    slow = ""
+    if cpu is not None:
+        took = (f"about {long_duration(cpu.seconds)} for {cpu.steps:,} steps at ~{cpu.tokens_per_s:,.1f} tokens/s "
+                f"on {cpu.cores} CPU core{'s' if cpu.cores != 1 else ''}")
+        if cpu.practical:
+            lines.insert(0, f"time: {took}")
+        else:
+            slow = took
+            lines.insert(0, "practical on this CPU: builtin:tiny-phi (demo preset) or builtin:smollm2-135m "
+                            "(smol-cpu preset); a GPU for bigger models")
+    return PlanView(plan.verdict, headline, tuple(lines), device=plan.device, slow=slow)
+
+
+def long_duration(seconds: float) -> str:
+    """'45s', '3m05s', '5.2 hours', '58 days': a training run's length, however long."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return duration(seconds)
 
 
 def run_choice(run: Any) -> RunChoice:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from humanlike_tui.config import Config
-from humanlike_tui.protocols import DataPreview, Generator, GpuReading, HardwareView, PlanView
+from humanlike_tui.protocols import DataPreview, Generator, GpuReading, HardwareView, MemoryReading, PlanView
 from humanlike_tui.ui.run_state import RunTracker
 
 
@@ -34,6 +34,7 @@ class WorkbenchState:
     hardware: HardwareView | None = None  # None until the probe (seconds: it imports torch) answers
     hardware_error: str = ""
     readings: list[GpuReading] | None = None  # None until the first reading
+    memory: MemoryReading | None = None  # RAM now (None until the first reading)
     plan: PlanView | None = None
     plan_note: str = ""
     preview: DataPreview | None = None

@@ -15,8 +15,8 @@ from typing import Any, Callable
 from humanlike_tui import events as ev
 from humanlike_tui.config import Config
 from humanlike_tui.errors import TrainingError
-from humanlike_tui.protocols import (GenerationService, GpuReading, HardwareView, PlanView, PowerReader, RunChoice,
-                                     ScorecardService, Services)
+from humanlike_tui.protocols import (GenerationService, GpuReading, HardwareView, MemoryReading, PlanView, PowerReader,
+                                     RunChoice, ScorecardService, Services)
 from support.chat_fakes import FIXED_NOW, FakeGeneration, FakeLibrary, FakeScorecard, fake_loss
 
 GIB = 1024**3
@@ -41,12 +41,15 @@ FIXED_REPORT = HardwareView(
                      "memory_used": int(5.6 * GIB), "temperature_c": 68, "power_w": 95.0, "bf16": True}],
            "cuda_available": True, "bf16": True, "device": "cuda",
            "nvml": {"available": True, "driver_version": "570.124.06", "cuda_driver_version": "12.8"},
-           "torch": {"installed": True, "version": "2.13.0+cu128", "cuda_available": True},
+           "torch": {"installed": True, "version": "2.13.0+cu128", "cuda_available": True, "cuda_version": "12.8",
+                     "device_count": 1},
            "bitsandbytes": {"importable": True, "version": "0.50.2", "matmul_4bit": True},
            "system": {"os": "Linux 6.8.0", "python": "CPython 3.12.3", "cpu_count": 16, "ram_total": 32 * GIB}},
     advice=("This GPU runs bf16: quant.compute_dtype = auto uses it.",),
     gpu_names={0: GPU_NAME},
 )
+
+FIXED_MEMORY = MemoryReading(process_bytes=int(1.2 * GIB), available_bytes=int(9.5 * GIB), total_bytes=16 * GIB)
 
 FIXED_PLAN = PlanView("fits", "fits: about 5.4 of 8.0 GiB (2.6 GiB to spare)",
                       ("base weights (nf4): 1.6 GiB", "LoRA + optimizer: 0.2 GiB", "activations: 2.8 GiB",
@@ -188,6 +191,9 @@ class FakeHardware:
 
     def sample(self) -> list[GpuReading]:
         return list(self.readings)
+
+    def memory(self) -> MemoryReading:
+        return FIXED_MEMORY
 
     def plan(self, cfg: Config, hardware: HardwareView) -> PlanView:
         return self.plan_view

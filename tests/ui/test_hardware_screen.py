@@ -7,7 +7,8 @@ from textual.widgets import DataTable
 
 from humanlike_tui.protocols import PlanView
 from humanlike_tui.ui.messages import GpuSamples
-from humanlike_tui.ui.screens.hardware import HardwareScreen, flatten
+from humanlike_tui.ui.hardware_text import report_rows
+from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel
 from support.fakes import FakeClock
@@ -26,9 +27,10 @@ async def test_report_bars_and_plan():
         assert isinstance(app.screen, HardwareScreen)
         table = app.screen.query_one(DataTable)
         rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)}
-        assert rows["gpus[0].name"] == "NVIDIA GeForce RTX 4060 Laptop GPU"
-        assert rows["gpus[0].memory_total"] == "8.00 GiB"
-        assert rows["nvml.driver_version"] == "570.124.06"
+        assert rows["GPU 0"] == "NVIDIA GeForce RTX 4060 Laptop GPU"
+        assert rows["  memory"] == "5.60 GiB used of 8.00 GiB"
+        assert rows["NVIDIA driver"] == "570.124.06 (CUDA 12.8)"
+        assert not any("." in label or "_" in label for label in rows)  # no raw keys such as nvml.driver_version
         assert "bf16" in text_of(app.screen.query_one("#hw-advice"))
         assert "reading the GPUs" in text_of(app.screen.query_one(GpuBars))
         await feed_readings(pilot, clock, 1)
@@ -100,6 +102,19 @@ async def test_a_reading_that_arrives_while_quitting_redraws_nothing():
         app.on_gpu_samples(GpuSamples([], 0.0))  # must not raise
 
 
-def test_flatten_formats_bytes_bools_and_lists():
-    rows = dict(flatten({"gpus": [{"memory_total": 2 * 1024**3, "bf16": False}], "errors": [], "x": None}))
-    assert rows == {"gpus[0].memory_total": "2.00 GiB", "gpus[0].bf16": "no", "errors": "—", "x": "—"}
+def test_the_report_reads_as_a_person_would_write_it():
+    cpu_only = {"gpus": [], "device": "cpu", "nvml": {"available": False, "error": "NVML Shared Library Not Found",
+                                                      "driver_version": None, "cuda_driver_version": None},
+                "torch": {"installed": True, "version": "2.13.0+cpu", "cuda_available": False, "cuda_version": None,
+                          "error": ""},
+                "bitsandbytes": {"importable": True, "version": "0.50.2", "device": "cpu", "matmul_4bit": True,
+                                 "error": ""},
+                "system": {"os": "Linux 6.8", "python": "CPython 3.11.7", "cpu_count": 2, "ram_total": 16 * 2**30,
+                           "ram_available": 9 * 2**30, "data_dir": "/data", "disk_free": 50 * 2**30}}
+    rows = {label: value for _, label, value in report_rows(cpu_only)}
+    assert rows["Trains on"] == "the CPU (no usable GPU)"
+    assert rows["NVIDIA driver"] == "not found (NVML Shared Library Not Found)"
+    assert rows["PyTorch"] == "2.13.0+cpu · no CUDA (a CPU-only build)"
+    assert rows["bitsandbytes"] == "0.50.2 on cpu · 4-bit matmul works"
+    assert rows["RAM"] == "9.0 GiB free of 16.0 GiB" and rows["CPU cores"] == "2"
+    assert "PyTorch problem" not in rows and not any("—" in v for v in rows.values())  # nothing empty shown

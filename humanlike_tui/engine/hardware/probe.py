@@ -234,7 +234,9 @@ def recommendations(nvml: NvmlReport, torch_info: TorchInfo, bnb: BnbInfo) -> tu
     notes: list[str] = []
     if not nvml.available and not torch_info.cuda_available:
         notes.append(f"No NVIDIA GPU driver found ({nvml.error or 'NVML not available'}). Training will run on "
-                     f"the CPU: only the builtin tiny model is practical. Try the CPU demo: `{DEMO_HINT}`.")
+                     f"the CPU, where small models are practical: the CPU demo (`{DEMO_HINT}`, about a minute) or "
+                     "the smol-cpu preset (a real 135M chat model, under an hour); the plan says how long a "
+                     "bigger model would take.")
     elif nvml.available and not nvml.gpus:
         notes.append(f"The NVIDIA driver is loaded but reports no GPU. Try the CPU demo: `{DEMO_HINT}`.")
     elif torch_info.installed and not torch_info.cuda_available:

@@ -2,6 +2,8 @@
 and the engine's pass plan. No training in it."""
 
 
+from humanlike_tui.engine.planning.duration import (PARAM_TOKENS_PER_CORE_S, PRACTICAL_S, CpuTime, cpu_time,
+                                                    cpu_tokens_per_s, run_tokens)
 from humanlike_tui.engine.planning.advice import Suggestion, MemoryPlan, verdict_for, plan_memory, plan_for_hardware
 from humanlike_tui.engine.planning.estimate import (BNB_4BIT_BLOCK, BNB_DQ_BLOCK, LORA_BYTES, LORA_GRAD_BYTES,
                                                     ADAMW_BYTES, ANSWER_FRACTION, LOGP_CHUNK, LOGIT_BYTES,

@@ -19,7 +19,7 @@ from humanlike_tui.ui.messages import ConfigChanged
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.config_form import ConfigForm
 from humanlike_tui.ui.widgets.data_look import DataLook
-from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from humanlike_tui.ui.widgets.plan_panel import PlanPanel, plan_title
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 
@@ -87,7 +87,7 @@ class ConfigScreen(Screen):
                     yield Button("Load", id="load")
                     yield Button("Save", id="save")
                 yield Button("Start training", id="start", variant="success")
-                yield Label("VRAM estimate", classes="section")
+                yield Label("VRAM estimate", classes="section", id="plan-label")
                 yield PlanPanel(id="config-plan")
                 yield Label("Data", classes="section")
                 yield DataLook(id="data-look")
@@ -102,6 +102,7 @@ class ConfigScreen(Screen):
 
     def refresh_view(self) -> None:
         self.query_one(PlanPanel).show(self.state.plan, self.state.plan_note)
+        self.query_one("#plan-label", Label).update(plan_title(self.state.plan))
         look = self.query_one(DataLook)
         if self.state.preview is not None and not self.state.preview_note:
             look.show(self.state.preview)

@@ -1,42 +1,18 @@
 """Hardware: what this machine has (a table), how its GPUs are doing right now (bars, about once a
-second) and whether the current config fits (the VRAM plan)."""
+second, with the RAM) and whether the current config fits (the VRAM plan; on the CPU, RAM and time)."""
 
 from __future__ import annotations
-
-from typing import Any, Iterator
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, Static
 
-from humanlike_tui.formatting import gib
+from humanlike_tui.ui.hardware_text import RAM_ROW, ram_text, report_rows
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
-from humanlike_tui.ui.widgets.plan_panel import PlanPanel
+from humanlike_tui.ui.widgets.plan_panel import PlanPanel, plan_title
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
-
-
-# Report fields in bytes, shown in GiB (the rest print as they are).
-BYTE_FIELDS = {"memory_total", "memory_used", "memory_free", "used_bytes", "ram_total", "ram_available", "disk_free"}
-
-
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """A nested report as (key path, text) rows: gpus[0].name -> 'NVIDIA ...'."""
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            yield from flatten(sub, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
-        for i, sub in enumerate(value):
-            yield from flatten(sub, f"{prefix}[{i}]")
-    elif isinstance(value, (list, tuple)):
-        yield prefix, ", ".join(map(str, value)) or "—"
-    elif isinstance(value, bool):
-        yield prefix, "yes" if value else "no"
-    elif isinstance(value, int) and prefix.rsplit(".", 1)[-1] in BYTE_FIELDS:
-        yield prefix, gib(value)
-    else:
-        yield prefix, "—" if value is None or value == "" else str(value)
 
 
 def config_line(state: WorkbenchState) -> str:
@@ -76,17 +52,18 @@ class HardwareScreen(Screen):
                 yield DataTable(id="hw-report", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="hw-advice")
             with VerticalScroll(id="hw-right"):
-                yield Label("GPUs, live", classes="section")
+                yield Label("GPUs and RAM, live", classes="section")
                 yield GpuBars(id="hw-gpus")
-                yield Label("VRAM plan for the current config", classes="section")
+                yield Label("VRAM plan for the current config", classes="section", id="plan-label")
                 yield Static("", id="hw-config")
                 yield PlanPanel(id="hw-plan")
         yield WorkbenchFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("item", width=28)
-        table.add_column("value", width=34)
+        table.show_header = False
+        table.add_column("", width=22, key="label")
+        table.add_column("", width=40, key="value")
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
@@ -105,8 +82,8 @@ class HardwareScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         if hardware is not None:
-            for key, text in flatten(hardware.table):
-                table.add_row(key, text)
+            for key, label, text in report_rows(hardware.table, self.state.memory):
+                table.add_row(label, text, key=key)
         advice = "\n".join(f"• {line}" for line in hardware.advice) if hardware is not None else ""
         self.query_one("#hw-advice", Static).update(advice)
         error = self.state.hardware_error
@@ -115,10 +92,17 @@ class HardwareScreen(Screen):
 
     def show_readings(self) -> None:
         names = self.state.hardware.gpu_names if self.state.hardware is not None else {}
-        self.query_one(GpuBars).show(self.state.readings, names)
+        self.query_one(GpuBars).show(self.state.readings, names, self.state.memory)
+        memory = self.state.memory
+        table = self.query_one(DataTable)
+        if memory is not None and RAM_ROW in table.rows:  # the live figure, not the one read at launch
+            table.update_cell(RAM_ROW, "label", "RAM (live)")
+            table.update_cell(RAM_ROW, "value", ram_text(memory.available_bytes, memory.total_bytes,
+                                                         memory.process_bytes))
 
     def show_plan(self) -> None:
         self.query_one("#hw-config", Static).update(config_line(self.state))
         note = self.state.plan_note or ("the config has problems; see the Config screen (F2)"
                                         if self.state.config_problems else "")
         self.query_one(PlanPanel).show(self.state.plan, note)
+        self.query_one("#plan-label", Label).update(plan_title(self.state.plan, "plan for the current config"))

@@ -59,7 +59,8 @@ def idle_hint(t: RunTracker) -> str:
     if t.status == "failed":
         return f"Failed: {t.failure}"
     if t.status == "paused":
-        return "Paused: GPU memory freed, checkpoint saved. Press r to resume exactly where it stopped."
+        freed = "GPU memory" if t.has_gpu else "memory"
+        return f"Paused: {freed} freed, checkpoint saved. Press r to resume exactly where it stopped."
     if t.status == "stopped":
         return f"Stopped with a checkpoint ({t.checkpoint}). r resumes it, n starts a new run."
     if t.status == "finished":
@@ -155,7 +156,10 @@ class TrainScreen(Screen):
         hint_widget.update(hint)
         hint_widget.display = bool(hint)
         self.query_one(LossChart).show(t.train, t.evals, total)
-        self.query_one(VramChart).show(t.vram, has_gpu=bool(self.state.readings))
+        if t.has_gpu or (not t.device and self.state.readings):
+            self.query_one(VramChart).show(t.vram, has_gpu=True)
+        else:  # a CPU run (or no GPU at all): the process's RAM over time instead
+            self.query_one(VramChart).show_ram(t.ram)
         self._append_log(t)
         self._append_samples(t)
         for button_id, action in BUTTONS.items():

@@ -54,7 +54,14 @@ class LossChart(PlotextPlot):
 
 class VramChart(PlotextPlot):
     """GPU memory over time: what the driver says is used (everything on the card) and what torch's
-    allocator holds (this process), under the card's total as the ceiling."""
+    allocator holds (this process), under the card's total as the ceiling. A CPU run shows the process's
+    RAM over time instead (show_ram), titled so."""
+
+    shown_title = ""  # the title of the last drawing, for tests
+
+    def _title(self, title: str) -> None:
+        self.shown_title = title
+        self.plt.title(title)
 
     DEFAULT_CSS = """
     VramChart { height: 1fr; min-height: 8; }
@@ -70,11 +77,11 @@ class VramChart(PlotextPlot):
         plt.clear_data()
         plt.xlabel("seconds")
         if not points:
-            plt.title("VRAM GiB (waiting for a reading)" if has_gpu else "VRAM GiB (no GPU reading: training on CPU)")
+            self._title("VRAM GiB (waiting for a reading)" if has_gpu else "VRAM GiB (no GPU reading: training on CPU)")
             self.refresh()
             return
         total = points[-1].total / GIB
-        plt.title(f"VRAM GiB (total {total:.1f})")
+        self._title(f"VRAM GiB (total {total:.1f})")
         xs, used = thin([(p.t, p.used / GIB) for p in points])
         plt.plot(xs, used, label="used (driver)", marker="braille", color="green")
         reserved = [(p.t, p.reserved / GIB) for p in points if p.reserved is not None]
@@ -83,4 +90,20 @@ class VramChart(PlotextPlot):
             plt.plot(rx, ry, label="reserved (torch)", marker="braille", color="magenta")
         plt.hline(total, "red")
         plt.ylim(0, max(total * 1.05, 0.1))
+        self.refresh()
+
+    def show_ram(self, points: Sequence) -> None:
+        """Training on the CPU: this process's RAM over time (RamPoint-like: t, process, total bytes)."""
+        plt = self.plt
+        plt.clear_data()
+        plt.xlabel("seconds")
+        if not points:
+            self._title("process RAM GiB (training on the CPU; waiting for a reading)")
+            self.refresh()
+            return
+        total = points[-1].total
+        self._title("process RAM GiB (CPU run)" + (f" of {total / GIB:.1f} in the machine" if total else ""))
+        xs, used = thin([(p.t, p.process / GIB) for p in points])
+        plt.plot(xs, used, label="this process", marker="braille", color="green")
+        plt.ylim(0, max(max(used) * 1.25, 0.1))
         self.refresh()

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from humanlike_tui.formatting import gib
-from humanlike_tui.protocols import GpuReading
+from humanlike_tui.protocols import GpuReading, MemoryReading
 from humanlike_tui.ui import format as fmt
 
 BAR = 20
@@ -16,12 +16,33 @@ def _style(fraction: float) -> str:
     return "green" if fraction < 0.75 else "yellow" if fraction < 0.92 else "red"
 
 
-def render_readings(readings: list[GpuReading] | None, names: dict[int, str] | None = None) -> Text:
+def ram_line(memory: MemoryReading) -> Text:
+    text = Text()
+    if memory.total_bytes and memory.available_bytes is not None:
+        used = (memory.total_bytes - memory.available_bytes) / memory.total_bytes
+        text.append("RAM     ")
+        text.append(fmt.bar(used, BAR), style=_style(used))
+        text.append(f" {gib(memory.total_bytes - memory.available_bytes, 1, unit=False)} / "
+                    f"{gib(memory.total_bytes, 1)}")
+    text.append(f"\n  this app {gib(memory.process_bytes, 2)}", style="dim")
+    return text
+
+
+def render_readings(readings: list[GpuReading] | None, names: dict[int, str] | None = None,
+                    memory: MemoryReading | None = None) -> Text:
+    text = _render_gpus(readings, names)
+    if memory is not None:
+        text.append("\n")
+        text.append_text(ram_line(memory))
+    return text
+
+
+def _render_gpus(readings: list[GpuReading] | None, names: dict[int, str] | None = None) -> Text:
     if readings is None:
         return Text("reading the GPUs ...", style="dim")
     if not readings:
         return Text("No NVIDIA GPU found (or no driver): training runs on the CPU.\n"
-                    "That is fine for the demo preset; a real model needs a CUDA GPU.", style="yellow")
+                    "Small models are practical there (the demo and smol-cpu presets).", style="yellow")
     text = Text()
     for r in readings:
         mem = r.used_bytes / r.total_bytes if r.total_bytes else 0.0
@@ -53,5 +74,6 @@ class GpuBars(Static):
     def on_mount(self) -> None:
         self.show(None)
 
-    def show(self, readings: list[GpuReading] | None, names: dict[int, str] | None = None) -> None:
-        self.update(render_readings(readings, names))
+    def show(self, readings: list[GpuReading] | None, names: dict[int, str] | None = None,
+             memory: MemoryReading | None = None) -> None:
+        self.update(render_readings(readings, names, memory))
