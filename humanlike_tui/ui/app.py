@@ -22,9 +22,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from humanlike_tui import config as cfgmod
-from humanlike_tui import events as ev
-from humanlike_tui import paths
+from humanlike_tui import config as cfgmod, events as ev, paths
 from humanlike_tui.config import Config
 from humanlike_tui.errors import ConfigError, HumanlikeError, crash_line, write_crash_report
 from humanlike_tui.formatting import error_text
