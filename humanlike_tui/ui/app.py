@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -139,6 +140,11 @@ class WorkbenchApp(BackgroundWork, App[int]):
         if isinstance(screen, ConfigScreen):
             yield SystemCommand("Save config", "Write the config to the TOML file", screen.action_save)
             yield SystemCommand("Load config", "Read the config from the TOML file", screen.action_load)
+        for name in cfgmod.preset_names():
+            yield SystemCommand(f"Load preset {name}", f"Fill the Config screen with the {name} preset",
+                                partial(self.load_preset, name))
+        yield SystemCommand("Open an adapter in Chat", "Show the Chat screen with its adapter list open",
+                            self.choose_chat_adapter)
 
     # ---- training: actions ----
 
@@ -433,6 +439,20 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self._stop_run.set()
         if self._redraw_timer is not None:
             self._redraw_timer.stop()
+
+    # ---- palette commands that change screen first ----
+
+    async def load_preset(self, name: str) -> None:
+        await self.switch_mode("config")
+        config = self.mode_screen("config")
+        if isinstance(config, ConfigScreen):
+            config.load_preset(name)
+
+    async def choose_chat_adapter(self) -> None:
+        await self.switch_mode("chat")
+        chat = self.mode_screen("chat")
+        if isinstance(chat, ChatScreen):
+            chat.action_choose_adapter()
 
     # ---- the Chat screen, asked for by another screen ----
 

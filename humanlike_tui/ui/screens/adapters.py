@@ -23,7 +23,8 @@ from humanlike_tui.records import AdapterInfo
 from humanlike_tui.ui.library_text import (details_text, library_summary, row_cells, run_size, scorecard_table,
                                            table_layout)
 from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun, RunRenamed
-from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, ScreenBindingsProvider, TextPromptDialog
+from humanlike_tui.ui.palette import ScreenCommands
+from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
@@ -79,7 +80,7 @@ class ScorecardDone(Message):
 
 class AdaptersScreen(Screen):
     SUB_TITLE = "Adapters"
-    COMMANDS = {ScreenBindingsProvider}
+    COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("o", "open_in_chat", "Chat", tooltip="Open the adapter in the Chat screen"),
         Binding("r", "rename", "Rename"),

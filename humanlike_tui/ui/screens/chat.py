@@ -11,6 +11,7 @@ from the workbench config's [generate] section. The session's turns are the conv
 from __future__ import annotations
 
 import threading
+from functools import partial
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,13 @@ from humanlike_tui.ui.chat_messages import (AdaptersListed, ChatStream, Exchange
                                             ServerChanged, loaded_text, transcript_path_problem)
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
 from humanlike_tui.ui.messages import GpuWanted
-from humanlike_tui.ui.screens.chat_dialogs import ScreenBindingsProvider, TextPromptDialog
+from humanlike_tui.ui.palette import ScreenCommands
+from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
 from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.key_select import KeySelect
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
 FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
@@ -45,7 +48,7 @@ FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " 
 
 class ChatScreen(Screen):
     SUB_TITLE = "Chat"
-    COMMANDS = {ScreenBindingsProvider}
+    COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("escape", "stop_generation", "Stop", tooltip="Stop the answer being written"),
         Binding("ctrl+s", "save_transcript", "Save transcript", tooltip="Write the conversation as Markdown"),
@@ -95,7 +98,7 @@ class ChatScreen(Screen):
         yield Header()
         with Horizontal(id="chat-top"):
             yield Label("Adapter", id="adapter-label")
-            yield Select([], prompt="choose a finished adapter", id="adapter-select", compact=True)
+            yield KeySelect([], prompt="choose a finished adapter", id="adapter-select", compact=True)
         yield Static("", id="chat-status")
         with Horizontal(id="chat-body"):
             yield ChatPane("Base model (adapter off)", id="pane-base")
@@ -429,9 +432,14 @@ class ChatScreen(Screen):
         self.refresh_view()
 
     def action_choose_adapter(self) -> None:
-        select = self.query_one("#adapter-select", Select)
+        select = self.query_one("#adapter-select", KeySelect)
         select.focus()
-        select.expanded = True
+        select.action_show_overlay()  # the list opens on the first adapter: Enter takes it
+
+    def palette_commands(self) -> list[tuple[str, str, Any]]:
+        """'Open adapter X' for each finished adapter (ctrl+p)."""
+        return [(f"open adapter {a.name}", f"Chat with {a.name} ({a.method} on {a.base_model})",
+                 partial(self.open_adapter, a.name)) for a in self.adapters or [] if a.name != self.loaded_name]
 
     def action_toggle_settings(self) -> None:
         """Show the generation settings where they are hidden (narrow terminals), hide them elsewhere."""

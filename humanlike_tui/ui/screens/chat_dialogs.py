@@ -1,18 +1,17 @@
-"""Dialogs of the Chat and Adapters screens (a text answer, an export target), and the palette
-provider that lists a screen's own key bindings as commands."""
+"""Dialogs of the Chat and Adapters screens (a text answer, an export target). The palette provider
+that lists a screen's own commands lives in ui/palette.py."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.dialogs import DIALOG_CSS
 
 EXPORT_DTYPES = (("auto (the base model's own)", "auto"), ("float32", "float32"), ("bfloat16", "bfloat16"),
@@ -109,26 +108,4 @@ class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
         self.dismiss((folder, str(self.query_one("#dtype", Select).value)))
 
 
-class ScreenBindingsProvider(Provider):
-    """The calling screen's own key bindings as command-palette entries ('Chat: Stop generation')."""
-
-    def _commands(self) -> list[tuple[str, str, Callable]]:
-        screen = self.screen
-        title = getattr(screen, "SUB_TITLE", "") or type(screen).__name__
-        out = []
-        for binding in getattr(screen, "BINDINGS", []):
-            if isinstance(binding, Binding) and binding.show and binding.description:
-                help_text = binding.tooltip or f"key: {binding.key}"
-                out.append((f"{title}: {binding.description}", help_text, partial(screen.run_action, binding.action)))
-        return out
-
-    async def discover(self) -> Hits:
-        for text, help_text, callback in self._commands():
-            yield DiscoveryHit(text, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, help_text, callback in self._commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help_text)
+ScreenBindingsProvider = ScreenCommands  # the name the screens used before ui/palette.py

@@ -20,7 +20,9 @@ from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.config_form import ConfigForm
 from humanlike_tui.ui.widgets.data_look import DataLook
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel, plan_title
+from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.key_select import KeySelect
 
 
 TRUST_REMOTE_CODE_WARNING = ("model.trust_remote_code is on: the model's own Python code will run. "
@@ -41,9 +43,11 @@ def problems_text(problems: list[str], shown: int = 3) -> Text:
 
 class ConfigScreen(Screen):
     SUB_TITLE = "Config"
+    COMMANDS = {ScreenCommands}
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+o", "load", "Load"),
+        Binding("ctrl+s", "save", "Save", tooltip="Write the config to the TOML file"),
+        Binding("ctrl+o", "load", "Load", tooltip="Read the config from the TOML file"),
+        Binding("ctrl+r", "choose_preset", "Preset", tooltip="Open the preset list (Down, Enter loads one)"),
         Binding("ctrl+t", "app.start_training", "Start training"),
     ]
     DEFAULT_CSS = """
@@ -79,8 +83,8 @@ class ConfigScreen(Screen):
                 yield ConfigForm(self.state.config, id="config-form")
             with VerticalScroll(id="config-right"):
                 yield Label("Preset", classes="section")
-                yield Select([(name, name) for name in cfgmod.preset_names()], prompt="load a preset ...",
-                             id="preset", compact=True)
+                yield KeySelect([(name, name) for name in cfgmod.preset_names()], prompt="load a preset ... (ctrl+r)",
+                                id="preset", compact=True)
                 yield Label("TOML file", classes="section")
                 yield Input(str(self.state.config_path), id="config-path", compact=True)
                 with Horizontal(classes="file-buttons"):
@@ -130,12 +134,21 @@ class ConfigScreen(Screen):
     @on(Select.Changed, "#preset")
     def preset_chosen(self, event: Select.Changed) -> None:
         if isinstance(event.value, str):
-            try:
-                self.form.fill(cfgmod.load_preset(event.value))
-            except ConfigError as exc:
-                self.notify(str(exc), title=f"preset {event.value} is broken", severity="error", timeout=12)
-                return
-            self.notify(f"loaded preset {event.value}", timeout=3)
+            self.load_preset(event.value)
+
+    def load_preset(self, name: str) -> None:
+        """Fill the form with preset `name` (the preset list, ctrl+r, or 'Load preset' in the palette)."""
+        try:
+            self.form.fill(cfgmod.load_preset(name))
+        except ConfigError as exc:
+            self.notify(str(exc), title=f"preset {name} is broken", severity="error", timeout=12)
+            return
+        self.notify(f"loaded preset {name}", timeout=3)
+
+    def action_choose_preset(self) -> None:
+        select = self.query_one("#preset", KeySelect)
+        select.focus()
+        select.action_show_overlay()
 
     @on(Button.Pressed, "#load")
     def load_pressed(self) -> None:

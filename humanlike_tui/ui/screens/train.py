@@ -16,6 +16,7 @@ from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import LossChart, VramChart
 from humanlike_tui.ui.widgets.flow_log import FlowLog
+from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
@@ -70,6 +71,7 @@ def idle_hint(t: RunTracker) -> str:
 
 class TrainScreen(Screen):
     SUB_TITLE = "Train"
+    COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("n", "app.start_training", "New run"),
         Binding("s", "app.stop_training", "Stop"),

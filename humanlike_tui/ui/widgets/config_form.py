@@ -92,6 +92,7 @@ class ConfigField(Widget):
     ConfigField.-invalid .field-name { color: $text-error; text-style: bold; }
     ConfigField Switch { border: none; height: 1; padding: 0; }
     ConfigField Switch:focus { border: none; background-tint: $foreground 10%; }
+    ConfigField Input:focus { background-tint: $foreground 10%; }
     ConfigField .field-note { column-span: 2; padding-left: 24; color: $text-muted; }
     """
 
@@ -108,6 +109,13 @@ class ConfigField(Widget):
 
     def on_mount(self) -> None:
         self.set_class(bool(self._error), "-invalid")
+
+    def on_click(self) -> None:
+        """A click anywhere on the field (its name, its help) puts the cursor in its editor. Without this
+        the click focused the scrolling form, where End scrolled away and typed digits went nowhere."""
+        editor = self.editor
+        if not editor.has_focus:
+            editor.focus()
 
     def _editor(self) -> Widget:
         spec, value, eid = self.spec, self._initial, editor_id(self.spec.path)
@@ -180,7 +188,8 @@ class ConfigForm(Vertical):
         with TabbedContent(id="config-tabs"):
             for tab_id, title, _ in GROUPS:
                 with TabPane(title, id=f"tab-{tab_id}"):
-                    yield VerticalScroll(id=f"scroll-{tab_id}")
+                    # Not a focus stop: keys belong to the fields (the form scrolls to the focused one).
+                    yield VerticalScroll(id=f"scroll-{tab_id}", can_focus=False)
 
     def on_mount(self) -> None:
         self._mount_tab(GROUPS[0][0])
