@@ -80,16 +80,19 @@ def table_layout(infos: list[AdapterInfo], width: int) -> list[tuple[str, int]]:
     return [(t, name_width if t == "Name" else widths[t]) for t in shown]
 
 
-def row_cells(info: AdapterInfo, layout: list[tuple[str, int]] | None = None) -> tuple:
+MARK = "● "  # before the name of a run marked for comparison
+
+
+def row_cells(info: AdapterInfo, layout: list[tuple[str, int]] | None = None, marked: bool = False) -> tuple:
     """The row's cells for `layout` (every column at its cap without one): names cut at their end, model
-    ids and data sources at their start (their end tells them apart)."""
+    ids and data sources at their start (their end tells them apart); a marked run's name has MARK."""
     layout = layout or [(title, cap or 26) for title, cap, _ in COLUMN_SPECS]
     full = full_cells(info)
     out: list[Text | str] = []
     for title, width in layout:
         cell = full[title]
         if title == "Name":
-            cell = head(str(cell), width)
+            cell = head((MARK if marked else "") + str(cell), width)
         elif title in ("Base model", "Data"):
             cell = tail(str(cell), width)
         out.append(cell)

@@ -16,6 +16,7 @@ from humanlike_tui.protocols import GpuReading, MemoryReading
 from humanlike_tui.ui.event_text import describe
 
 ACTIVE = ("starting", "training", "stopping", "pausing")
+SERIES = ("train", "evals", "lrs", "speeds", "grad_norms", "reward_margins", "reward_accuracies")  # (step, value)
 LOG_LINES = 2000
 VRAM_POINTS = 3600  # an hour at one reading a second; older points scroll off the chart
 
@@ -60,6 +61,13 @@ class RunTracker:
     eta_s: float | None = None
     train: list[tuple[int, float]] = field(default_factory=list)
     evals: list[tuple[int, float]] = field(default_factory=list)
+    # Per step, for the charts beside the loss: learning rate, tokens/s, gradient norm, and DPO's implicit
+    # reward margin and accuracy (steps of the dpo phase only).
+    lrs: list[tuple[int, float]] = field(default_factory=list)
+    speeds: list[tuple[int, float]] = field(default_factory=list)
+    grad_norms: list[tuple[int, float]] = field(default_factory=list)
+    reward_margins: list[tuple[int, float]] = field(default_factory=list)
+    reward_accuracies: list[tuple[int, float]] = field(default_factory=list)
     vram: deque[VramPoint] = field(default_factory=lambda: deque(maxlen=VRAM_POINTS))
     ram: deque[RamPoint] = field(default_factory=lambda: deque(maxlen=VRAM_POINTS))  # charted on the CPU
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
@@ -121,8 +129,8 @@ class RunTracker:
         match event:
             case ev.RunStarted():
                 # Points past the checkpoint we resume from were never kept by the engine: drop them.
-                self.train = [p for p in self.train if p[0] <= event.start_step]
-                self.evals = [p for p in self.evals if p[0] <= event.start_step]
+                for name in SERIES:
+                    setattr(self, name, [p for p in getattr(self, name) if p[0] <= event.start_step])
                 self.status = "training"
                 self.run_id, self.run_dir, self.method = event.run_id, event.run_dir, event.method
                 self.device, self.total_steps, self.start_step = event.device, event.total_steps, event.start_step
@@ -135,6 +143,13 @@ class RunTracker:
                 self.lr, self.tokens_per_s = event.lr, event.tokens_per_s
                 self.elapsed_s, self.eta_s = event.elapsed_s, event.eta_s
                 self.train.append((event.step, event.loss))
+                self.lrs.append((event.step, event.lr))
+                self.speeds.append((event.step, event.tokens_per_s))
+                self.grad_norms.append((event.step, event.metrics.get("grad_norm", event.grad_norm)))
+                if "reward_margin" in event.metrics:
+                    self.reward_margins.append((event.step, event.metrics["reward_margin"]))
+                if "reward_accuracy" in event.metrics:
+                    self.reward_accuracies.append((event.step, event.metrics["reward_accuracy"]))
                 if event.memory_reserved:
                     self.reserved_from_steps = event.memory_reserved
             case ev.Eval():

@@ -130,6 +130,15 @@ def fake_history(run_id: str) -> LossHistory:
     return [(s, fake_loss(s)) for s in range(1, 7)], [(5, fake_loss(5) + 0.15)]
 
 
+def library_curves() -> dict[str, LossHistory]:
+    """Distinct loss curves for the fake library's runs (the Adapters screen overlays them)."""
+    out = {}
+    for name, speed, floor in (("warm-sft-v2", 1.0, 1.6), ("warm-sft-v1", 0.6, 1.9), ("cozy-dpo", 1.4, 2.0)):
+        train = [(s, floor + 1.6 * math.exp(-speed * s / 15) + 0.04 * math.sin(s)) for s in range(1, 61)]
+        out[name] = (train, [(s, floor + 0.15 + 1.6 * math.exp(-speed * s / 15)) for s in range(10, 61, 10)])
+    return out
+
+
 @dataclass
 class FakeLibrary:
     """protocols.LibraryService: rename, delete and export change it the way the store would."""
@@ -138,6 +147,7 @@ class FakeLibrary:
     runs: list[RunChoice] = field(default_factory=lambda: [
         RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")])
     exports: list[tuple[str, Path, str]] = field(default_factory=list)
+    curves: dict[str, LossHistory] = field(default_factory=library_curves)
     fail_export: str = ""
 
     def names(self) -> list[str]:
@@ -177,7 +187,7 @@ class FakeLibrary:
         return list(self.runs)
 
     def history(self, run_id: str) -> LossHistory:
-        return fake_history(run_id)
+        return self.curves.get(run_id) or fake_history(run_id)
 
     def details(self, name: str) -> dict[str, Any]:
         info = self.find(name)

@@ -93,10 +93,10 @@ class FakeEngine:
     def __init__(self, total_steps: int = 40, eval_every: int = 10, *, hold_at: int | None = None,
                  fail_at: int | None = None, run_id: str = "20260101-120000-demo",
                  device: str = "NVIDIA GeForce RTX 4060 Laptop GPU (bf16)",
-                 run_dir: str = "/runs/20260101-120000-demo") -> None:
+                 run_dir: str = "/runs/20260101-120000-demo", method: str = "sft") -> None:
         self.total_steps, self.eval_every = total_steps, eval_every
         self.hold_at, self.fail_at = hold_at, fail_at
-        self.run_id, self.device, self.run_dir = run_id, device, run_dir
+        self.run_id, self.device, self.run_dir, self.method = run_id, device, run_dir, method
         self.calls: list[str | None] = []  # the resume argument of each call
         self.saved_step = 0
         self._gate = threading.Event()
@@ -120,7 +120,7 @@ class FakeEngine:
         emit(ev.Log("passes of up to 2,048 tokens, activation checkpointing off"))
         if resume:
             emit(ev.Log(f"resumed {resume} at step {start}"))
-        emit(ev.RunStarted(self.run_id, self.run_dir, "sft", cfg.to_dict() if cfg else {}, 3_145_728, 2_782_000_000,
+        emit(ev.RunStarted(self.run_id, self.run_dir, self.method, cfg.to_dict() if cfg else {}, 3_145_728, 2_782_000_000,
                            self.total_steps, start, self.device))
         for step in range(start + 1, self.total_steps + 1):
             if self.hold_at is not None and step == self.hold_at + 1 and not resume:
@@ -148,9 +148,16 @@ class FakeEngine:
         self.holding.clear()
 
     def _step(self, step: int) -> ev.Step:
-        return ev.Step(step, self.total_steps, fake_loss(step), 3e-3 * min(1.0, step / 5), 0.8, 2150.0 + step,
+        grad_norm = 0.8 + 0.3 * math.sin(step / 3) + 2.0 / step
+        metrics = {"grad_norm": grad_norm}
+        if self.method == "dpo":  # the engine's DPO figures: the implicit reward's margin and accuracy
+            metrics |= {"reward_margin": 0.05 * step + 0.02 * math.sin(step),
+                        "reward_accuracy": min(1.0, 0.5 + step / 80), "reward_chosen": 0.0, "reward_rejected": 0.0}
+        lr = 3e-3 * min(1.0, step / 5) * (0.5 + 0.5 * math.cos(math.pi * step / self.total_steps))
+        return ev.Step(step, self.total_steps, fake_loss(step), lr, grad_norm, 2150.0 + 40 * math.sin(step / 4),
                        step * 8, step * 1100, step * 0.5, (self.total_steps - step) * 0.5,
-                       memory_allocated=int(3.9 * GIB), memory_reserved=int(4.9 * GIB))
+                       phase="dpo" if self.method == "dpo" else "sft", memory_allocated=int(3.9 * GIB),
+                       memory_reserved=int(4.9 * GIB), metrics=metrics)
 
     def _stop(self, emit: Callable[[ev.Event], None], step: int, paused: bool) -> FakeResult:
         self.saved_step = step

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Static
 
 from humanlike_tui.formatting import error_text
-from humanlike_tui.protocols import Generator, Services
+from humanlike_tui.protocols import Generator, LossHistory, Services
 from humanlike_tui.records import AdapterInfo
 from humanlike_tui.ui.library_text import (details_text, library_summary, row_cells, run_size, scorecard_table,
                                            table_layout)
@@ -27,6 +27,7 @@ from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.state import WorkbenchState
+from humanlike_tui.ui.widgets.charts import CompareChart
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 
 # Which button runs which action; the same check_action rules grey out both.
@@ -63,6 +64,14 @@ class LibraryChanged(Message):
 
 
 @dataclass
+class CurvesRead(Message):
+    """The loss histories of the runs to compare, by name."""
+
+    bubble = False
+    curves: dict[str, LossHistory]
+
+
+@dataclass
 class ExportProgress(NewestOnly):
     bubble = False
     text: str
@@ -89,12 +98,17 @@ class AdaptersScreen(Screen):
         Binding("u", "resume", "Resume", tooltip="Continue an incomplete run from its last checkpoint"),
         Binding("s", "scorecard", "Scorecard", tooltip="Score the adapter against its base (long)"),
         Binding("l", "reload", "Reload", tooltip="Read the store again"),
+        Binding("space", "mark", "Mark", tooltip="Mark or unmark the run to compare its loss curve with others"),
+        Binding("c", "compare", "Compare", tooltip="The loss curves of the marked runs, overlaid (c again: details)"),
     ]
     DEFAULT_CSS = """
     AdaptersScreen DataTable { height: 5; }
     AdaptersScreen #adapters-empty { padding: 1 2; color: $text-muted; height: auto; }
     AdaptersScreen #details-box { height: 1fr; min-height: 5; border: round $primary-darken-1; padding: 0 1; }
     AdaptersScreen #scorecard { margin-top: 1; }
+    AdaptersScreen #compare-chart { display: none; height: 1fr; }
+    AdaptersScreen.-comparing #compare-chart { display: block; }
+    AdaptersScreen.-comparing #details-box { display: none; }
     AdaptersScreen #library-status { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     AdaptersScreen #library-buttons { height: auto; padding: 0 1; }
     AdaptersScreen #library-buttons Button { margin-right: 1; min-width: 0; width: auto; }
@@ -110,6 +124,8 @@ class AdaptersScreen(Screen):
         self.working = ""  # a rename/delete/export in progress
         self._select = ""  # highlight this run when the list arrives
         self._layout: list[tuple[str, int]] = []  # the table's columns as drawn (they follow the width)
+        self.marked: list[str] = []  # runs chosen to compare (space), in the order chosen
+        self.compared: dict[str, LossHistory] = {}  # the curves drawn in the compare chart
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -118,6 +134,7 @@ class AdaptersScreen(Screen):
         with VerticalScroll(id="details-box"):
             yield Static("", id="details")
             yield Static("", id="scorecard")
+        yield CompareChart(id="compare-chart")
         yield Static("", id="library-status")
         with Horizontal(id="library-buttons"):
             yield Button("Open in Chat", id="open", variant="primary", compact=True)
@@ -179,8 +196,9 @@ class AdaptersScreen(Screen):
         table.clear(columns=True)
         for title, width in self._layout:
             table.add_column(title, width=width, key=title)
+        self.marked = [name for name in self.marked if name in {i.name for i in self.infos}]
         for info in self.infos:
-            table.add_row(*row_cells(info, self._layout), key=info.name)
+            table.add_row(*row_cells(info, self._layout, marked=info.name in self.marked), key=info.name)
         self._size_table()
         names = [i.name for i in self.infos]
         if keep in names:
@@ -340,6 +358,48 @@ class AdaptersScreen(Screen):
 
     def action_reload(self) -> None:
         self.reload()
+
+    # ---- comparing runs ----
+
+    def action_mark(self) -> None:
+        info = self.selected
+        if info is None:
+            return
+        if info.name in self.marked:
+            self.marked.remove(info.name)
+        else:
+            self.marked.append(info.name)
+        table = self.query_one(DataTable)
+        table.update_cell(info.name, "Name", row_cells(info, self._layout, marked=info.name in self.marked)[0])
+        self.refresh_view()
+
+    def action_compare(self) -> None:
+        if self.has_class("-comparing"):
+            self.remove_class("-comparing")
+            return
+        names = list(self.marked)
+        if self.selected is not None and len(names) == 1 and self.selected.name not in names:
+            names.append(self.selected.name)  # one marked and another highlighted: those two
+        if len(names) < 2:
+            self.notify("Mark two or more runs with space, then press c to overlay their loss curves.",
+                        severity="warning", timeout=6)
+            return
+        self._read_curves(names)
+
+    @work(thread=True, exclusive=True, group="library-curves", exit_on_error=False, name="library-curves")
+    def _read_curves(self, names: list[str]) -> None:
+        curves: dict[str, LossHistory] = {}
+        for name in names:
+            try:
+                curves[name] = self.services.library.history(name)
+            except Exception:  # a run whose metrics cannot be read is left out of the chart
+                continue
+        self.post_message(CurvesRead(curves))
+
+    def on_curves_read(self, message: CurvesRead) -> None:
+        self.compared = message.curves
+        self.query_one(CompareChart).show(message.curves)
+        self.add_class("-comparing")
 
     def _change(self, what: str, name: str, *args: str) -> None:
         self.working = f"{what} {name}"

@@ -8,13 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Header, Label, ProgressBar, Static
+from textual.widgets import Button, Header, Label, ProgressBar, Static, Tab, Tabs
 
 from humanlike_tui.formatting import duration
 from humanlike_tui.ui import format as fmt
 from humanlike_tui.ui.run_state import RunTracker
 from humanlike_tui.ui.state import WorkbenchState
-from humanlike_tui.ui.widgets.charts import LossChart, VramChart
+from humanlike_tui.ui.widgets.charts import LossChart, MetricChart, VramChart
 from humanlike_tui.ui.widgets.flow_log import FlowLog
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
@@ -22,6 +22,10 @@ from humanlike_tui.ui.widgets.footer import WorkbenchFooter
 STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
                 "pausing": "bold yellow", "paused": "bold yellow", "stopped": "bold yellow",
                 "finished": "bold green", "failed": "bold red"}
+
+# The charts beside the loss, in the order `c` cycles them.
+CHARTS = (("memory", "memory"), ("lr", "learning rate"), ("speed", "tokens/s"), ("grad", "grad norm"),
+          ("reward", "DPO reward"))
 
 # Which button each status allows: the same rule as the app's check_action for the keys.
 BUTTONS = {"new": "app.start_training", "stop": "app.stop_training", "pause": "app.pause_training",
@@ -78,6 +82,8 @@ class TrainScreen(Screen):
         Binding("p", "app.pause_training", "Pause"),
         Binding("r", "app.resume_training", "Resume"),
         Binding("e", "app.resume_earlier", "Earlier run"),
+        Binding("c", "next_chart", "Chart", tooltip="The chart beside the loss: memory, learning rate, tokens/s, "
+                "gradient norm, DPO reward"),
     ]
     DEFAULT_CSS = """
     TrainScreen #train-head { height: auto; padding: 0 1; }
@@ -88,6 +94,11 @@ class TrainScreen(Screen):
     TrainScreen #step-label { width: auto; margin-left: 2; }
     TrainScreen #hint { color: $text-warning; height: auto; }
     TrainScreen #charts { height: 1fr; min-height: 10; }
+    TrainScreen #chart-side { width: 1fr; }
+    TrainScreen #chart-tabs { height: 2; }
+    TrainScreen #metric-chart { display: none; }
+    TrainScreen.-metric #metric-chart { display: block; }
+    TrainScreen.-metric #vram-chart { display: none; }
     TrainScreen #bottom { height: 1fr; }
     TrainScreen #bottom > Vertical { width: 1fr; }
     TrainScreen .pane-title { text-style: bold; color: $text-accent; padding: 0 1; }
@@ -116,7 +127,10 @@ class TrainScreen(Screen):
             yield Static("", id="hint")
         with Horizontal(id="charts"):
             yield LossChart(id="loss-chart")
-            yield VramChart(id="vram-chart")
+            with Vertical(id="chart-side"):
+                yield Tabs(*[Tab(title, id=f"chart-{key}") for key, title in CHARTS], id="chart-tabs")
+                yield VramChart(id="vram-chart")
+                yield MetricChart(id="metric-chart")
         with Horizontal(id="bottom"):
             with Vertical():
                 yield Label("Answers at each evaluation", classes="pane-title")
@@ -133,6 +147,21 @@ class TrainScreen(Screen):
         yield WorkbenchFooter()
 
     def on_mount(self) -> None:
+        self.refresh_view()
+
+    @property
+    def chart(self) -> str:
+        active = self.query_one("#chart-tabs", Tabs).active or "chart-memory"
+        return active.removeprefix("chart-")
+
+    def action_next_chart(self) -> None:
+        keys = [key for key, _ in CHARTS]
+        self.query_one("#chart-tabs", Tabs).active = f"chart-{keys[(keys.index(self.chart) + 1) % len(keys)]}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        event.stop()
+        self.set_class(self.chart != "memory", "-metric")
+        self._drawn_version = -1  # draw the chosen chart now
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
@@ -158,15 +187,33 @@ class TrainScreen(Screen):
         hint_widget.update(hint)
         hint_widget.display = bool(hint)
         self.query_one(LossChart).show(t.train, t.evals, total)
-        if t.has_gpu or (not t.device and self.state.readings):
-            self.query_one(VramChart).show(t.vram, has_gpu=True)
-        else:  # a CPU run (or no GPU at all): the process's RAM over time instead
-            self.query_one(VramChart).show_ram(t.ram)
+        self._draw_side_chart(t, total)
         self._append_log(t)
         self._append_samples(t)
         for button_id, action in BUTTONS.items():
             allowed = self.app.check_action(action.removeprefix("app."), ())
             self.query_one(f"#{button_id}", Button).disabled = not allowed
+
+    def _draw_side_chart(self, t: RunTracker, total: int) -> None:
+        chart = self.chart
+        if chart == "memory":
+            if t.has_gpu or (not t.device and self.state.readings):
+                self.query_one(VramChart).show(t.vram, has_gpu=True)
+            else:  # a CPU run (or no GPU at all): the process's RAM over time instead
+                self.query_one(VramChart).show_ram(t.ram)
+            return
+        metric = self.query_one(MetricChart)
+        if chart == "lr":
+            metric.show("learning rate", [("lr", t.lrs, "cyan", "left")], total)
+        elif chart == "speed":
+            metric.show("tokens/s", [("tokens/s", t.speeds, "green", "left")], total)
+        elif chart == "grad":
+            metric.show("gradient norm (before clipping)", [("grad norm", t.grad_norms, "orange", "left")], total)
+        else:
+            metric.show("DPO reward margin (left) and accuracy (right)",
+                        [("margin", t.reward_margins, "magenta", "left"),
+                         ("accuracy", t.reward_accuracies, "cyan", "right")], total,
+                        empty="DPO steps only" if t.method in ("", "dpo", "sft+dpo") else "this is an SFT run")
 
     def _append_log(self, t: RunTracker) -> None:
         new = t.log_total - self._log_shown

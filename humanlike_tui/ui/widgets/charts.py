@@ -52,6 +52,63 @@ class LossChart(PlotextPlot):
         self.refresh()
 
 
+COMPARE_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "red", "blue")
+
+
+class CompareChart(PlotextPlot):
+    """The loss curves of several runs over their steps, overlaid: train loss as lines, eval loss as dots."""
+
+    DEFAULT_CSS = """
+    CompareChart { height: 1fr; min-height: 8; }
+    """
+
+    shown_runs: tuple[str, ...] = ()
+
+    def show(self, curves: dict[str, tuple[Sequence[tuple[int, float]], Sequence[tuple[int, float]]]]) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title("loss of the marked runs (lines: train, dots: eval)")
+        plt.xlabel("step")
+        self.shown_runs = tuple(curves)
+        for i, (name, (train, evals)) in enumerate(curves.items()):
+            color = COMPARE_COLORS[i % len(COMPARE_COLORS)]
+            if train:
+                xs, ys = thin(train)
+                plt.plot(xs, ys, label=name, marker="braille", color=color)
+            if evals:
+                xs, ys = thin(evals)
+                plt.scatter(xs, ys, marker="hd", color=color)
+        self.refresh()
+
+
+class MetricChart(PlotextPlot):
+    """One figure of the run over its steps: learning rate, tokens/s, gradient norm, or DPO's reward
+    margin with its accuracy on a second axis (right)."""
+
+    DEFAULT_CSS = """
+    MetricChart { height: 1fr; min-height: 8; }
+    """
+
+    shown_title = ""
+    shown_points = 0
+
+    def show(self, title: str, series: Sequence[tuple[str, Sequence[tuple[float, float]], str, str]],
+             total_steps: int, empty: str = "waiting for the first step") -> None:
+        """series: (label, points, color, 'left' | 'right' axis)."""
+        plt = self.plt
+        plt.clear_data()
+        plt.xlabel("step")
+        drawn = [(label, points, color, side) for label, points, color, side in series if points]
+        self.shown_title = title if drawn else f"{title} ({empty})"
+        self.shown_points = sum(len(points) for _, points, _, _ in drawn)
+        plt.title(self.shown_title)
+        for label, points, color, side in drawn:
+            xs, ys = thin(points)
+            plt.plot(xs, ys, label=label, marker="braille", color=color, yside=side)
+        plt.xlim(0, max(total_steps, 1))
+        self.refresh()
+
+
 class VramChart(PlotextPlot):
     """GPU memory over time: what the driver says is used (everything on the card) and what torch's
     allocator holds (this process), under the card's total as the ceiling. A CPU run shows the process's
