@@ -22,6 +22,7 @@ COMMANDS = {
     "adapters": "list, rename, delete and export trained adapters",
     "bench": "benchmark the original recipe against this engine",
     "serve": "a local OpenAI-compatible server (chat completions, streaming) for an adapter",
+    "download": "fetch a hub model into the cache with progress (resumes an interrupted download)",
 }
 
 

@@ -75,6 +75,29 @@ class MemoryReading:
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    """A model the Config screen's picker offers: what model.name becomes, and what a person choosing needs."""
+
+    name: str  # a hub id or a builtin name
+    label: str
+    params_b: float  # billions of parameters (0 when tiny)
+    licence: str
+    gated: bool  # the hub asks to accept terms (and `hf auth login`) first
+    offline: bool = False  # works without the hub (a builtin)
+
+
+@dataclass(frozen=True)
+class DownloadView:
+    """How far a model download is (bytes; rate in bytes/s; eta None while unknown)."""
+
+    done_bytes: int
+    total_bytes: int
+    bytes_per_s: float
+    eta_s: float | None
+    finished: bool = False
+
+
+@dataclass(frozen=True)
 class RunChoice:
     """An earlier run that can be resumed, with its saved config (resume continues under it)."""
 
@@ -176,6 +199,16 @@ class ScorecardService(Protocol):
     def last(self, name: str) -> dict[str, Any] | None: ...  # the last saved scorecard (cheap)
 
 
+class ModelService(Protocol):
+    def choices(self) -> list[ModelChoice]: ...  # the curated list (engine/models/catalogue.py) and the builtins
+
+    def download(self, name: str, revision: str | None, progress: Callable[[DownloadView], None],
+                 stop: threading.Event) -> str:
+        """Fetch hub model `name` into the cache (resuming an earlier try); returns its folder. Raises when
+        cancelled (stop set: the fetched part is kept) or when the hub refuses. Slow: call from a worker."""
+        ...
+
+
 class HardwareService(Protocol):
     def probe(self) -> HardwareView: ...  # seconds (imports torch)
     def sample(self) -> list[GpuReading]: ...  # about once a second, from the polling worker
@@ -195,6 +228,7 @@ class Services:
     library: LibraryService
     generation: GenerationService
     scorecard: ScorecardService
+    models: ModelService | None = None  # the Config screen's model picker (None: no picker)
     clock: Callable[[], float] = time.monotonic  # run timing and chart times
     wall_clock: Callable[[], float] = time.time  # transcript timestamps
     gpu_interval: float | None = 1.0  # None: no polling worker (snapshot tests feed readings by hand)

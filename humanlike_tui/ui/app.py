@@ -39,7 +39,7 @@ from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScr
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, GpuShareDialog, RunPicker
 from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.screens.train import TrainScreen
-from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineTraining
+from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineModels, EngineTraining
 from humanlike_tui.ui.state import WorkbenchState
 
 DEFAULT_PRESET = "gaming-8gb"  # the CLI's default too
@@ -51,7 +51,7 @@ SCREENS: dict[str, tuple[str, str, type[Screen]]] = {
     "chat": ("f4", "Chat", ChatScreen),
     "adapters": ("f5", "Adapters", AdaptersScreen),
 }
-SERVICE_SCREENS = (ChatScreen, AdaptersScreen)  # screens that call the services themselves (in their workers)
+SERVICE_SCREENS = (ChatScreen, AdaptersScreen, ConfigScreen)  # screens that call the services themselves (in their workers)
 TRAIN_REDRAW_S = 0.2  # at most five redraws a second however fast the steps come
 
 
@@ -473,7 +473,7 @@ class WorkbenchApp(BackgroundWork, App[int]):
 def production_services() -> Services:
     """The real engine behind every protocol, imported on first use (always from a worker thread)."""
     return Services(training=EngineTraining(), hardware=EngineHardware(), library=EngineLibrary(),
-                    generation=EngineGeneration(), scorecard=EngineScorecard())
+                    generation=EngineGeneration(), scorecard=EngineScorecard(), models=EngineModels())
 
 
 def make_app(services: Services | None = None, config: Config | None = None, config_path: Path | None = None,

@@ -17,8 +17,8 @@ from typing import Any
 
 from humanlike_tui.config import Config
 from humanlike_tui.formatting import date_text, duration, gib
-from humanlike_tui.protocols import (Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading, PlanView,
-                                     PowerReader, RunChoice, RunOutcome)
+from humanlike_tui.protocols import (DownloadView, Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading,
+                                     ModelChoice, PlanView, PowerReader, RunChoice, RunOutcome)
 from humanlike_tui.records import AdapterInfo
 
 
@@ -116,6 +116,27 @@ class EngineHardware:
         from humanlike_tui.engine import data
 
         return data.preview(cfg, n_examples=3)
+
+
+class EngineModels:
+    """protocols.ModelService: the curated catalogue (no download needed for its shapes) and hub downloads."""
+
+    def choices(self) -> list[ModelChoice]:
+        from humanlike_tui.engine.models import catalogue
+
+        builtins = [ModelChoice("builtin:tiny-phi", "Tiny Phi (random weights: tries the workbench in a minute)",
+                                0.0, "MIT", False, offline=True),
+                    ModelChoice("builtin:smollm2-135m", "SmolLM2 135M Instruct, builtin (offline, no hub account)",
+                                0.135, "Apache-2.0", False, offline=True)]
+        return builtins + [ModelChoice(m.hub_id, m.label, m.params_b, m.licence, m.gated) for m in catalogue.CATALOGUE]
+
+    def download(self, name: str, revision: str | None, progress: Any, stop: threading.Event) -> str:
+        from humanlike_tui.engine.models.download import download_model
+
+        def report(p: Any) -> None:
+            progress(DownloadView(p.done_bytes, p.total_bytes, p.bytes_per_s, p.eta_s, p.finished))
+
+        return str(download_model(name, revision, progress=report, stop=stop))
 
 
 class EngineLibrary:

@@ -203,10 +203,64 @@ class FakeHardware:
         return FIXED_MEMORY
 
     def plan(self, cfg: Config, hardware: HardwareView) -> PlanView:
+        if cfg.model.name in FAKE_PEAKS_GIB:  # the model picker plans every model of its list
+            peak = FAKE_PEAKS_GIB[cfg.model.name]
+            verdict = "fits" if peak <= 7.0 else "tight" if peak <= 8.0 else "does not fit"
+            return PlanView(verdict, f"needs about {peak:.2f} GiB of 8.00 GiB free memory")
         return self.plan_view
 
     def preview(self, cfg: Config) -> Any:
         return self.make_preview(cfg)
+
+
+# Planned peaks of the picker's models on the fake 8 GiB card (the demo's own model keeps FIXED_PLAN).
+FAKE_PEAKS_GIB = {"builtin:smollm2-135m": 1.1, "microsoft/phi-2": 5.6, "HuggingFaceTB/SmolLM2-135M-Instruct": 1.1,
+                  "HuggingFaceTB/SmolLM2-360M-Instruct": 1.9, "HuggingFaceTB/SmolLM2-1.7B-Instruct": 4.6,
+                  "Qwen/Qwen3-0.6B": 2.6, "Qwen/Qwen3-1.7B": 4.9, "Qwen/Qwen3-4B": 8.4,
+                  "meta-llama/Llama-3.2-1B-Instruct": 3.5, "meta-llama/Llama-3.2-3B-Instruct": 7.6,
+                  "google/gemma-3-1b-it": 3.9, "microsoft/Phi-4-mini-instruct": 9.2}
+
+
+class FakeModels:
+    """protocols.ModelService: the real curated list; downloads scripted in `chunks` steps of `step_bytes`.
+    hold_at: wait at that chunk (until release() or the stop event). A cancelled download keeps what it got
+    and the next call resumes from there, as huggingface_hub's cache does."""
+
+    def __init__(self, size: int = 5 * GIB, chunks: int = 10, hold_at: int | None = None) -> None:
+        self.size, self.chunks, self.hold_at = size, chunks, hold_at
+        self.fetched = 0  # bytes kept in the 'cache'
+        self.calls: list[str] = []
+        self.holding = threading.Event()
+        self._gate = threading.Event()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def choices(self):
+        from humanlike_tui.ui.services import EngineModels  # the real list: no torch, no network
+
+        return EngineModels().choices()
+
+    def download(self, name: str, revision: str | None, progress, stop: threading.Event) -> str:
+        from humanlike_tui.errors import HumanlikeError
+        from humanlike_tui.protocols import DownloadView
+
+        self.calls.append(name)
+        step = self.size // self.chunks
+        start = self.fetched
+        while self.fetched < self.size:
+            if self.hold_at is not None and self.fetched >= self.hold_at * step and not self._gate.is_set():
+                self.holding.set()
+                while not self._gate.wait(0.005) and not stop.is_set():
+                    pass
+                self.holding.clear()
+            if stop.is_set():
+                raise HumanlikeError("download cancelled; what was fetched is kept and the next try resumes it")
+            self.fetched = min(self.size, self.fetched + step)
+            done = self.fetched - start
+            progress(DownloadView(self.fetched, self.size, 20e6, (self.size - self.fetched) / 20e6 if done else None))
+        progress(DownloadView(self.size, self.size, 20e6, 0.0, finished=True))
+        return f"/cache/{name}"
 
 
 def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = None, *,
@@ -214,7 +268,7 @@ def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = No
                   gpu_interval: float | None = None, plan: PlanView = FIXED_PLAN,
                   preview: Callable[[Config], Any] = fake_preview, library: FakeLibrary | None = None,
                   generation: GenerationService | None = None, scorecard: ScorecardService | None = None,
-                  **places: Any) -> Services:
+                  models: FakeModels | None = None, **places: Any) -> Services:
     """Every service scripted; `places` sets Services' clocks and folders (wall_clock, transcripts_dir, ...)."""
     places = {"wall_clock": lambda: FIXED_NOW, "transcripts_dir": lambda: Path("/transcripts"),
               "exports_dir": lambda: Path("/exports"), **places}
@@ -224,4 +278,4 @@ def fake_services(engine: FakeEngine | None = None, clock: FakeClock | None = No
         library.runs = list(runs)
     return Services(training=engine or FakeEngine(), hardware=hardware, library=library,
                     generation=generation or FakeGeneration(library), scorecard=scorecard or FakeScorecard(),
-                    clock=clock or FakeClock(), gpu_interval=gpu_interval, **places)
+                    models=models or FakeModels(), clock=clock or FakeClock(), gpu_interval=gpu_interval, **places)

@@ -29,6 +29,11 @@ def hub_address() -> tuple[str, int]:
     return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
 
 
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE (or the transformers / datasets switch) is on: use the cache, never the network."""
+    return any(_true(os.environ.get(v)) for v in OFFLINE_VARIABLES)
+
+
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """False when offline mode is on or one TCP connect to the hub fails. Behind a proxy a direct
     connect says nothing, so we assume reachable there and let the libraries try."""

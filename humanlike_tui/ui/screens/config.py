@@ -15,7 +15,9 @@ from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import config as cfgmod
 from humanlike_tui.errors import ConfigError
+from humanlike_tui.protocols import Services
 from humanlike_tui.ui.messages import ConfigChanged
+from humanlike_tui.ui.screens.model_dialogs import ModelPicker
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.config_form import ConfigForm
 from humanlike_tui.ui.widgets.data_look import DataLook
@@ -48,6 +50,8 @@ class ConfigScreen(Screen):
         Binding("ctrl+s", "save", "Save", tooltip="Write the config to the TOML file"),
         Binding("ctrl+o", "load", "Load", tooltip="Read the config from the TOML file"),
         Binding("ctrl+r", "choose_preset", "Preset", tooltip="Open the preset list (Down, Enter loads one)"),
+        Binding("ctrl+l", "pick_model", "Model", tooltip="Choose the model: the curated list with the plan for "
+                "this machine, any hub id or a local folder; downloads with progress"),
         Binding("ctrl+t", "app.start_training", "Start training"),
     ]
     DEFAULT_CSS = """
@@ -61,6 +65,7 @@ class ConfigScreen(Screen):
     ConfigScreen .file-buttons { height: auto; padding: 0 1; }
     ConfigScreen .file-buttons Button { width: 1fr; min-width: 8; margin-right: 1; }
     ConfigScreen #start { width: 100%; margin: 1 1 0 1; }
+    ConfigScreen #pick-model { width: 100%; margin: 1 1 0 1; }
     ConfigScreen.-narrow #config-right { width: 28; min-width: 0; }
     ConfigScreen.-narrow ConfigField { grid-columns: 23 1fr; }
     ConfigScreen.-narrow ConfigField .field-note { padding-left: 0; }
@@ -68,9 +73,10 @@ class ConfigScreen(Screen):
     ConfigScreen.-short #start { margin: 0 1; }
     """
 
-    def __init__(self, state: WorkbenchState) -> None:
+    def __init__(self, state: WorkbenchState, services: Services) -> None:
         super().__init__()
         self.state = state
+        self.services = services
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,6 +88,7 @@ class ConfigScreen(Screen):
                 yield trust
                 yield ConfigForm(self.state.config, id="config-form")
             with VerticalScroll(id="config-right"):
+                yield Button("Choose a model … (ctrl+l)", id="pick-model", compact=True)
                 yield Label("Preset", classes="section")
                 yield KeySelect([(name, name) for name in cfgmod.preset_names()], prompt="load a preset ... (ctrl+r)",
                                 id="preset", compact=True)
@@ -145,10 +152,27 @@ class ConfigScreen(Screen):
             return
         self.notify(f"loaded preset {name}", timeout=3)
 
+    def action_pick_model(self) -> None:
+        if self.services.models is None:
+            self.notify("No model list here: type the model's name in model.name.", severity="warning")
+            return
+        current = str(self.form.values()["model"]["name"])
+        self.app.push_screen(ModelPicker(self.services, self.state.config, self.state.hardware, current),
+                             self.model_chosen)
+
+    def model_chosen(self, name: str | None) -> None:
+        if name:
+            self.form.set_field("model.name", name)
+            self.notify(f"model.name = {name}", timeout=4)
+
     def action_choose_preset(self) -> None:
         select = self.query_one("#preset", KeySelect)
         select.focus()
         select.action_show_overlay()
+
+    @on(Button.Pressed, "#pick-model")
+    def pick_model_pressed(self) -> None:
+        self.action_pick_model()
 
     @on(Button.Pressed, "#load")
     def load_pressed(self) -> None:

@@ -243,6 +243,15 @@ class ConfigForm(Vertical):
                 f.set_value(self._values[f.spec.path])
         self.post_message(self.Edited())
 
+    def set_field(self, path: str, value: Any) -> None:
+        """One field set from outside the form (the model picker); one Edited afterwards."""
+        self._values[path] = value
+        match = [f for f in self.fields if f.spec.path == path]
+        if match:
+            with self.prevent(Input.Changed, Switch.Changed, Select.Changed):
+                match[0].set_value(value)
+        self.post_message(self.Edited())
+
     def show_problems(self, problems: list[str]) -> list[str]:
         """Put each problem under its field; return those that name no field (shown above the form)."""
         by_path: dict[str, list[str]] = {}

@@ -1,0 +1,104 @@
+"""The Config screen's model picker (ctrl+l): the curated list and the builtins with size, licence,
+whether the hub gates them and the plan's verdict for this machine (planned in a worker through the
+hardware service); Enter takes one, or any hub id typed in; d downloads with bytes, rate and time left,
+c cancels, and d again resumes."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input
+
+from humanlike_tui.ui.screens.config import ConfigScreen
+from humanlike_tui.ui.screens.model_dialogs import ModelPicker
+from support.fakes import GIB, FakeModels
+from ui_helpers import SIZE, build, no_blink, settle, wait_until
+
+CURATED = ("microsoft/phi-2", "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct",
+           "HuggingFaceTB/SmolLM2-1.7B-Instruct", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B",
+           "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "google/gemma-3-1b-it",
+           "microsoft/Phi-4-mini-instruct", "builtin:tiny-phi", "builtin:smollm2-135m")
+
+
+async def open_picker(pilot) -> ModelPicker:
+    app = pilot.app
+    await settle(pilot)
+    assert isinstance(app.screen, ConfigScreen)
+    await pilot.press("ctrl+l")
+    await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker), what="the picker")
+    picker = app.screen
+    await wait_until(pilot, lambda: len(picker.plans) == len(picker.choices), what="every model's plan")
+    await pilot.pause(0.05)
+    return picker
+
+
+def cell(table: DataTable, row: str, column: str) -> str:
+    return str(table.get_cell(row, column))
+
+
+async def highlight(pilot, picker: ModelPicker, name: str) -> None:
+    table = picker.query_one(DataTable)
+    while picker.highlighted.name != name:
+        await pilot.press("down")
+    assert table.has_focus
+
+
+async def test_the_list_with_sizes_licences_gates_and_plans_then_enter_takes_one():
+    app = build(initial_screen="config")
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot)
+        table = picker.query_one(DataTable)
+        assert {c.name for c in picker.choices} == set(CURATED)
+        assert picker.highlighted.name == "builtin:tiny-phi"  # the config's model, highlighted
+        assert cell(table, "microsoft/phi-2", "size") == "2.78B" and cell(table, "microsoft/phi-2", "licence") == "MIT"
+        assert cell(table, "meta-llama/Llama-3.2-1B-Instruct", "hub") == "gated"
+        assert cell(table, "builtin:smollm2-135m", "hub") == "offline"
+        assert cell(table, "microsoft/phi-2", "plan") == "fits"
+        assert cell(table, "Qwen/Qwen3-4B", "plan") == "does not fit"
+        assert cell(table, "meta-llama/Llama-3.2-3B-Instruct", "plan") == "tight"
+        await highlight(pilot, picker, "Qwen/Qwen3-1.7B")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.state.config.model.name == "Qwen/Qwen3-1.7B", what="the chosen model")
+        assert isinstance(app.screen, ConfigScreen)
+
+
+async def test_any_hub_id_or_folder_typed_in():
+    app = build(initial_screen="config")
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot)
+        await pilot.press("tab")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"my-org/my-model", "enter")
+        await wait_until(pilot, lambda: app.state.config.model.name == "my-org/my-model", what="the typed model")
+        assert picker not in app.screen_stack
+
+
+async def test_download_shows_progress_cancels_and_resumes():
+    models = FakeModels(size=5 * GIB, chunks=10, hold_at=4)
+    app = build(initial_screen="config", models=models)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot)
+        await highlight(pilot, picker, "builtin:smollm2-135m")
+        await pilot.press("d")  # a builtin: nothing to download
+        assert models.calls == []
+        await highlight(pilot, picker, "microsoft/phi-2")
+        await pilot.press("d")
+        await wait_until(pilot, models.holding.is_set, what="the download under way")
+        await wait_until(pilot, lambda: "downloading microsoft/phi-2: 2.0 GB of 5.0 GB (40%), 19.1 MB/s, about "
+                         in picker.download_note, what="bytes, rate and time left")
+        await pilot.press("c")
+        await wait_until(pilot, lambda: "cancelled; what was fetched is kept" in picker.download_note, what="cancel")
+        assert models.fetched == 2 * GIB  # kept for the next try
+        models.release()
+        await pilot.press("d")
+        await wait_until(pilot, lambda: "downloaded to /cache/microsoft/phi-2" in picker.download_note,
+                         what="the resumed download")
+        assert models.calls == ["microsoft/phi-2", "microsoft/phi-2"] and models.fetched == 5 * GIB
+
+
+def test_model_picker_snapshot(snap_compare):
+    app = build(initial_screen="config")
+
+    async def run_before(pilot):
+        await open_picker(pilot)
+        no_blink(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
