@@ -23,6 +23,11 @@ class Log(Event):
     level: str = "info"  # info | warning | error
 
 
+# Said before the first engine import of a process: torch, transformers and peft take 3-15 s to import,
+# and nothing else would show why the run has not started.
+LIBRARIES_LOADING = "loading torch, transformers and peft (a few seconds, longer on the first start)"
+
+
 @dataclass(frozen=True)
 class DataReport(Event):
     """What happened to the rows: read, kept, dropped and why, and the split."""

@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
-from humanlike_tui.events import (BatchReduced, CheckpointSaved, DataReport, Eval, Event, Failed, Finished, Log,
-                                  RunStarted, Step, Stopped)
+from humanlike_tui.events import (LIBRARIES_LOADING, BatchReduced, CheckpointSaved, DataReport, Eval, Event, Failed,
+                                  Finished, Log, RunStarted, Step, Stopped)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,11 +175,13 @@ def result_json(result) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     consent_to_remote_code(args, cfg)  # before anything of the model is read
+    listener = ProgressListener(quiet=args.quiet)
+    if "torch" not in sys.modules:
+        listener(Log(LIBRARIES_LOADING))
     from humanlike_tui.engine.training.run import run_training
 
     stop = threading.Event()
     previous = install_interrupt(stop)
-    listener = ProgressListener(quiet=args.quiet)
     try:
         result = run_training(cfg, listener, stop, resume=args.resume, run_name=args.name)
     finally:

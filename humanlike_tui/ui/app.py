@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import threading
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, cast
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -29,33 +30,36 @@ from humanlike_tui.errors import ConfigError, HumanlikeError, crash_line, write_
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import RunChoice, Services
 from humanlike_tui.ui.crash import CrashApp
+from humanlike_tui.ui.exit_guard import quick_loop_exit, saving
 from humanlike_tui.ui.background import BackgroundWork
+from humanlike_tui.ui.gpu_share import GpuSharing
 from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
-from humanlike_tui.ui.messages import (EngineEvent, GpuWanted, OpenInChat, ResumeRun, RunHistory, RunRenamed,
+from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, ResumeRun, RunHistory, RunRenamed,
                                        RunsListed)
-from humanlike_tui.ui.screens.adapters import AdaptersScreen
-from humanlike_tui.ui.screens.chat import ChatScreen
-from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING, ConfigScreen
-from humanlike_tui.ui.screens.dialogs import ConfirmDialog, GpuShareDialog, RunPicker
-from humanlike_tui.ui.screens.hardware import HardwareScreen
-from humanlike_tui.ui.screens.train import TrainScreen
+from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineModels, EngineTraining
 from humanlike_tui.ui.state import WorkbenchState
 
+if TYPE_CHECKING:  # imported when first shown (SCREENS)
+    from humanlike_tui.ui.screens.chat import ChatScreen
+    from humanlike_tui.ui.screens.config import ConfigScreen
+    from humanlike_tui.ui.screens.train import TrainScreen
+
 DEFAULT_PRESET = "gaming-8gb"  # the CLI's default too
-SCREENS: dict[str, tuple[str, str, type[Screen]]] = {
-    # mode: (key, title, screen class)
-    "hardware": ("f1", "Hardware", HardwareScreen),
-    "config": ("f2", "Config", ConfigScreen),
-    "train": ("f3", "Train", TrainScreen),
-    "chat": ("f4", "Chat", ChatScreen),
-    "adapters": ("f5", "Adapters", AdaptersScreen),
+SCREENS: dict[str, tuple[str, str, str]] = {
+    # mode: (key, title, module:class in ui/screens). Imported when first shown: the five screens and
+    # their widgets are ~0.12 s of imports the first frame would wait for (tools/ui_timing.py).
+    "hardware": ("f1", "Hardware", "hardware:HardwareScreen"),
+    "config": ("f2", "Config", "config:ConfigScreen"),
+    "train": ("f3", "Train", "train:TrainScreen"),
+    "chat": ("f4", "Chat", "chat:ChatScreen"),
+    "adapters": ("f5", "Adapters", "adapters:AdaptersScreen"),
 }
-SERVICE_SCREENS = (ChatScreen, AdaptersScreen, ConfigScreen)  # screens that call the services themselves (in their workers)
+SERVICE_SCREENS = ("chat", "adapters", "config")  # screens that call the services themselves (in their workers)
 TRAIN_REDRAW_S = 0.2  # at most five redraws a second however fast the steps come
 
 
-class WorkbenchApp(BackgroundWork, App[int]):
+class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
     TITLE = "humanlike-tui"
     CSS_PATH = "app.tcss"
     # Classes on every screen for its size: screens lay out again below 100 columns (-narrow) and
@@ -76,8 +80,8 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self._startup_note = startup_note
         self._t0 = services.clock()
         self._mode_screens: dict[str, Screen] = {}
-        for mode, (_, _, cls) in SCREENS.items():
-            self.add_mode(mode, self._screen_factory(mode, cls))
+        for mode in SCREENS:
+            self.add_mode(mode, self._screen_factory(mode))
         self._init_background()
         self._stop_run = threading.Event()
         self._pause_run = threading.Event()
@@ -87,12 +91,15 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self._bindings_status = ""
         self._signals: list[tuple[Any, int]] = []  # (loop, signal) handlers to remove on exit
         self.crash: str | None = None  # the one line of an unexpected error that ended the app
+        self.quick_exit = False  # run_app: quitting does not wait for reading threads (ui/exit_guard.py)
 
     # ---- screens ----
 
-    def _screen_factory(self, mode: str, cls: type[Screen]) -> Callable[[], Screen]:
+    def _screen_factory(self, mode: str) -> Callable[[], Screen]:
         def make() -> Screen:
-            screen = cls(self.state, self.services) if cls in SERVICE_SCREENS else cls(self.state)  # type: ignore[call-arg]
+            module, name = SCREENS[mode][2].split(":")
+            cls = getattr(importlib.import_module(f"humanlike_tui.ui.screens.{module}"), name)
+            screen = cls(self.state, self.services) if mode in SERVICE_SCREENS else cls(self.state)
             self._mode_screens[mode] = screen
             return screen
 
@@ -115,8 +122,12 @@ class WorkbenchApp(BackgroundWork, App[int]):
         return screen if self.screen is screen else None
 
     def on_mount(self) -> None:
+        if self.quick_exit:
+            quick_loop_exit()
         self.switch_mode(self._initial_screen)
-        self._start_background()
+        # After the first frame: the probe's torch import in a thread holds the GIL for seconds and
+        # would slow the first paint.
+        self.call_after_refresh(self._start_background)
         self._catch_stop_signals()
         if self._startup_note:
             self.notify(self._startup_note, severity="warning", timeout=15)
@@ -137,7 +148,7 @@ class WorkbenchApp(BackgroundWork, App[int]):
         yield SystemCommand("Pause training", "Save a checkpoint and free the GPU memory", self.action_pause_training)
         yield SystemCommand("Resume training", "Continue the paused or stopped run", self.action_resume_training)
         yield SystemCommand("Resume an earlier run", "Pick a run from disk and continue it", self.action_resume_earlier)
-        if isinstance(screen, ConfigScreen):
+        if screen is self._mode_screens.get("config"):
             yield SystemCommand("Save config", "Write the config to the TOML file", screen.action_save)
             yield SystemCommand("Load config", "Read the config from the TOML file", screen.action_load)
         for name in cfgmod.preset_names():
@@ -237,6 +248,8 @@ class WorkbenchApp(BackgroundWork, App[int]):
         self.state.tracker.begin(cfg, self.now(), resume=resume)
         self.switch_mode("train")
         if cfg.model.trust_remote_code:
+            from humanlike_tui.ui.screens.config import TRUST_REMOTE_CODE_WARNING
+
             self.notify(TRUST_REMOTE_CODE_WARNING, title="trust_remote_code", severity="warning", timeout=15)
         self._train(cfg, resume, self._stop_run, self._pause_run, history_of=resume if from_disk else None)
         self._run_changed()
@@ -267,8 +280,9 @@ class WorkbenchApp(BackgroundWork, App[int]):
                 history = ([], [])
             self.post_message(RunHistory(history_of, history))  # handled before the engine's first event
 
-        return self.services.training.run(cfg, emit, stop, resume=resume, pause=pause,
-                                          power=lambda: self._training_watts)
+        with saving("the training run stopping (its checkpoint is being saved)"):
+            return self.services.training.run(cfg, emit, stop, resume=resume, pause=pause,
+                                              power=lambda: self._training_watts)
 
     # ---- training: what comes back ----
 
@@ -321,55 +335,9 @@ class WorkbenchApp(BackgroundWork, App[int]):
 
     def redraw_train(self) -> None:
         self._redraw_timer = None
-        screen = self.shown("train")
-        if isinstance(screen, TrainScreen):
+        screen = cast("TrainScreen | None", self.shown("train"))
+        if screen is not None:
             screen.refresh_view()
-
-    # ---- sharing the GPU with a training run ----
-
-    def training_holds_gpu(self) -> bool:
-        """A run is (or is about to be) training on a GPU: loading another model there may starve it."""
-        t = self.state.tracker
-        if not t.active:
-            return False
-        if t.device:  # RunStarted said where it trains
-            return t.has_gpu
-        hardware = self.state.hardware  # still loading: it will be on the GPU if there is one
-        return bool(hardware is not None and hardware.gpu_names)
-
-    def on_gpu_wanted(self, message: GpuWanted) -> None:
-        self.confirm_gpu_share(message.what, message.proceed, message.cancelled)
-
-    def confirm_gpu_share(self, what: str, proceed: Callable[[], None],
-                          cancelled: Callable[[], None] | None = None) -> None:
-        """Run `proceed` now if the GPU is free; else ask: pause the run first, go ahead, or cancel."""
-        if not self.training_holds_gpu():
-            proceed()
-            return
-
-        def answer(choice: str | None) -> None:
-            if choice == "anyway":
-                proceed()
-            elif choice == "pause":
-                self._after_gpu_free.append(proceed)
-                if self.state.tracker.status in ("starting", "training"):
-                    # While the model still loads the engine pauses at its first step's check.
-                    self._pause_run.set()
-                    self.state.tracker.request("pause", self.now())
-                    self._run_changed()
-                self.notify(f"Pausing the run (checkpoint, then the GPU is freed); {what[0].lower() + what[1:]} "
-                            "follows.", timeout=10)
-            elif cancelled is not None:
-                cancelled()
-
-        self.push_screen(GpuShareDialog(what), answer)
-
-    def _run_waiting_for_gpu(self) -> None:
-        if self.state.tracker.active or not self._after_gpu_free:
-            return
-        waiting, self._after_gpu_free = self._after_gpu_free, []
-        for proceed in waiting:
-            proceed()
 
     # ---- unexpected errors ----
 
@@ -444,31 +412,32 @@ class WorkbenchApp(BackgroundWork, App[int]):
 
     async def load_preset(self, name: str) -> None:
         await self.switch_mode("config")
-        config = self.mode_screen("config")
-        if isinstance(config, ConfigScreen):
+        config = cast("ConfigScreen | None", self.mode_screen("config"))
+        if config is not None:
             config.load_preset(name)
 
     async def choose_chat_adapter(self) -> None:
         await self.switch_mode("chat")
-        chat = self.mode_screen("chat")
-        if isinstance(chat, ChatScreen):
+        chat = cast("ChatScreen | None", self.mode_screen("chat"))
+        if chat is not None:
             chat.action_choose_adapter()
 
     # ---- the Chat screen, asked for by another screen ----
 
     def on_run_renamed(self, message: RunRenamed) -> None:
         """A renamed run: the chat that holds its adapter and this session's run follow the new name."""
-        chat = self.mode_screen("chat")
-        if isinstance(chat, ChatScreen):
+        chat = cast("ChatScreen | None", self.mode_screen("chat"))
+        if chat is not None:
             chat.adapter_renamed(message.old, message.new)
         if self.state.tracker.rename(message.old, message.new):
             self._run_changed()
 
     async def on_open_in_chat(self, message: OpenInChat) -> None:
         await self.switch_mode("chat")
-        chat = self.mode_screen("chat")
-        if isinstance(chat, ChatScreen):
+        chat = cast("ChatScreen | None", self.mode_screen("chat"))
+        if chat is not None:
             chat.request_adapter(message.name)
+
 
 def production_services() -> Services:
     """The real engine behind every protocol, imported on first use (always from a worker thread)."""
@@ -508,6 +477,7 @@ def initial_config(args: argparse.Namespace) -> tuple[Config, Path, str]:
 def run_app(args: argparse.Namespace) -> int:
     cfg, path, note = initial_config(args)
     app = make_app(config=cfg, config_path=path, startup_note=note)
+    app.quick_exit = True
     code = app.run()
     if app.crash is not None:
         with contextlib.suppress(Exception):

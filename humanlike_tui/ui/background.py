@@ -10,6 +10,7 @@ A mixin of WorkbenchApp (app.py), which provides `services`, `state`, `shown()`,
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.timer import Timer
@@ -19,9 +20,11 @@ from humanlike_tui.config import Config
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import HardwareView, PlanView, Services
 from humanlike_tui.ui.messages import ConfigChanged, GpuSamples, HardwareReport, PlanReady, PreviewReady, RunsListed
-from humanlike_tui.ui.screens.config import ConfigScreen
 from humanlike_tui.ui.screens.hardware import HardwareScreen
 from humanlike_tui.ui.state import WorkbenchState
+
+if TYPE_CHECKING:  # imported when first shown (app.SCREENS)
+    from humanlike_tui.ui.screens.config import ConfigScreen
 
 DEBOUNCE_S = 0.4  # wait for the user to stop typing before estimating VRAM or reading the data
 
@@ -144,8 +147,8 @@ class BackgroundWork:
             return
         self.state.plan, self.state.plan_note = message.plan, ""
         self._refresh_hardware()
-        screen = self.shown("config")
-        if isinstance(screen, ConfigScreen):
+        screen = cast("ConfigScreen | None", self.shown("config"))
+        if screen is not None:
             screen.refresh_view()
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False, name="data-preview")
@@ -161,8 +164,8 @@ class BackgroundWork:
         if message.config.data != self.state.config.data:
             return
         self.state.preview, self.state.preview_note = message.preview, message.error
-        screen = self.shown("config")
-        if isinstance(screen, ConfigScreen):
+        screen = cast("ConfigScreen | None", self.shown("config"))
+        if screen is not None:
             screen.refresh_view()
 
     # ---- runs to resume (the picker opens when the list arrives) ----

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from humanlike_tui.config import Config
+from humanlike_tui import events as ev
 from humanlike_tui.formatting import date_text, duration, gib
 from humanlike_tui.protocols import (DownloadView, Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading,
                                      ModelChoice, PlanView, PowerReader, RunChoice, RunOutcome)
@@ -49,16 +50,19 @@ def warm_imports() -> None:
         _warmed = True
 
 
-def prepare(cfg: Config | None) -> None:
+def prepare(cfg: Config | None, log: Log = lambda message: None) -> None:
     """warm_imports(), then make a builtin model's files, also one thread at a time: two threads making
-    them at once (the data preview and a run, on first use) replaced each other's folder mid-load."""
+    them at once (the data preview and a run, on first use) replaced each other's folder mid-load.
+    `log` hears what takes seconds (the imports, making the model) before it starts."""
+    if not _warmed:
+        log(ev.LIBRARIES_LOADING)
     warm_imports()
     name = cfg.model.name.strip() if cfg is not None else ""
     if name.startswith("builtin:"):
         with _WARM_LOCK:
             from humanlike_tui.engine import models
 
-            models.ensure_builtin(name)
+            models.ensure_builtin(name, log)
 
 
 # ---- the services ----
@@ -69,7 +73,7 @@ class EngineTraining:
     def run(self, cfg: Config | None, emit: Emit, stop: threading.Event | None = None, *,
             resume: str | None = None, pause: threading.Event | None = None,
             power: PowerReader | None = None) -> RunOutcome:
-        prepare(cfg)
+        prepare(cfg, lambda message: emit(ev.Log(message)))
         from humanlike_tui.engine.training.run import run_training
 
         return run_training(cfg, emit, stop, resume=resume, pause=pause, power=power)

@@ -26,6 +26,7 @@ from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeR
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
+from humanlike_tui.ui.exit_guard import saving
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import CompareChart
 from humanlike_tui.ui.widgets.footer import WorkbenchFooter
@@ -408,6 +409,10 @@ class AdaptersScreen(Screen):
 
     @work(thread=True, group="library-change", exit_on_error=False, name="library-change")
     def _apply(self, what: str, name: str, *args: str) -> None:
+        with saving(f"{what} {name}"):  # quitting waits for it: an export or rename is never cut off
+            self._apply_change(what, name, *args)
+
+    def _apply_change(self, what: str, name: str, *args: str) -> None:
         try:
             if what == "rename":
                 self.services.library.rename(name, args[0])
