@@ -13,14 +13,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from humanlike_tui import paths
 from humanlike_tui.config import Config
-from humanlike_tui.events import Event
-from humanlike_tui.records import AdapterInfo, Exchange, GenSettings, Turn
 
-Emit = Callable[[Event], None]
+if TYPE_CHECKING:  # annotations only: the workbench's first frame does not wait for these modules
+    from humanlike_tui.events import Event
+    from humanlike_tui.records import AdapterInfo, Exchange, GenSettings, Turn
+
+Emit = Callable[["Event"], None]
 Log = Callable[[str], None]  # one progress line for people ("loading ...")
 PowerReader = Callable[[], float | None]  # the training GPU's watts now, or None
 LossHistory = tuple[list[tuple[int, float]], list[tuple[int, float]]]  # (train points, eval points)

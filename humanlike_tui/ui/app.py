@@ -73,10 +73,12 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
 
     def __init__(self, services: Services, config: Config, config_path: Path, *,
                  initial_screen: str = "hardware", startup_note: str = "") -> None:
+        # The first screen is the starting mode itself: switching to it from Textual's default screen
+        # on mount drew a blank screen first and parsed the CSS again (~0.1 s before the first frame).
+        self.DEFAULT_MODE = initial_screen
         super().__init__()
         self.services = services
         self.state = WorkbenchState(config=config, config_path=config_path)
-        self._initial_screen = initial_screen
         self._startup_note = startup_note
         self._t0 = services.clock()
         self._mode_screens: dict[str, Screen] = {}
@@ -124,7 +126,6 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
     def on_mount(self) -> None:
         if self.quick_exit:
             quick_loop_exit()
-        self.switch_mode(self._initial_screen)
         # After the first frame: the probe's torch import in a thread holds the GIL for seconds and
         # would slow the first paint.
         self.call_after_refresh(self._start_background)

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from humanlike_tui.config import Config
 from humanlike_tui import events as ev
 from humanlike_tui.formatting import date_text, duration, gib
 from humanlike_tui.protocols import (DownloadView, Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading,
                                      ModelChoice, PlanView, PowerReader, RunChoice, RunOutcome)
-from humanlike_tui.records import AdapterInfo
 
+if TYPE_CHECKING:
+    from humanlike_tui.records import AdapterInfo
 
 # ---- guards: the engine's first use, one thread at a time ----
 
