@@ -45,6 +45,7 @@ from humanlike_tui.events import AnswerStarted, AnswerText
 from humanlike_tui.records import Turn
 
 MAX_BODY = 1 << 20
+DRAIN_LIMIT = 64 << 20  # an oversized body up to this is read away so its sender sees the 413
 MAX_STOPS = 4
 
 
@@ -369,6 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise ApiError(400, "bad Content-Length") from None
         if length > MAX_BODY:
+            self._discard_body(length)
             raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
         raw = self.rfile.read(length) if length else b""
         try:
@@ -419,6 +421,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
+
+    def _discard_body(self, length: int) -> None:
+        """Read an oversized body away (up to DRAIN_LIMIT) before answering 413: answering while the client
+        was still sending made it fail with a broken pipe instead of reading the 413. Past the limit the
+        connection is closed without reading more."""
+        self.close_connection = True
+        left = min(length, DRAIN_LIMIT)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def _send_json(self, status: int, body: Any) -> None:
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
