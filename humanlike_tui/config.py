@@ -464,11 +464,12 @@ def remote_code_consent(cfg: Config) -> bool:
         return False
     if remote_code_allowed(cfg):
         return True
-    from humanlike_tui.errors import ModelError
+    from humanlike_tui.errors import RemoteCodeRefused
 
-    raise ModelError(f"model.trust_remote_code is on for {cfg.model.name!r}: loading it would run the Python code "
-                     "shipped with the model; nothing was run. If you trust that code, pass --trust-remote-code "
-                     "(in the workbench: confirm when asked); else set model.trust_remote_code = false.")
+    raise RemoteCodeRefused(f"model.trust_remote_code is on for {cfg.model.name!r}: loading it would run the Python "
+                            "code shipped with the model; nothing was run. If you trust that code, pass "
+                            "--trust-remote-code (in the workbench: confirm when asked); else set "
+                            "model.trust_remote_code = false.", cfg.model.name.strip())
 
 
 def remote_code_warning(cfg: Config) -> str:

@@ -36,6 +36,15 @@ class ModelError(InputError):
     """The model or adapter cannot be loaded (unknown name, hub unreachable, wrong base ...)."""
 
 
+class RemoteCodeRefused(ModelError):
+    """A config asks to run the model's own code (model.trust_remote_code) and nobody agreed yet. The
+    workbench asks the person and tries again; the commands say to pass --trust-remote-code."""
+
+    def __init__(self, message: str, model_name: str) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+
+
 class StoreError(InputError):
     """A run or adapter name that does not exist, or is not a safe name."""
 

@@ -34,7 +34,7 @@ from humanlike_tui.ui.exit_guard import quick_loop_exit, saving
 from humanlike_tui.ui.background import BackgroundWork
 from humanlike_tui.ui.gpu_share import GpuSharing
 from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
-from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, ResumeRun, RunHistory, RunRenamed,
+from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, RemoteCodeWanted, ResumeRun, RunHistory, RunRenamed,
                                        RunsListed)
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineModels, EngineTraining
@@ -241,7 +241,7 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
 
     def _launch(self, cfg: Config, resume: str | None) -> None:
         if cfg.model.trust_remote_code and not cfgmod.remote_code_allowed(cfg):
-            self.confirm_remote_code(cfg, lambda: self._launch(cfg, resume))
+            self.confirm_remote_code(cfg.model.name, lambda: self._launch(cfg, resume))
             return
         # Fresh events per run: a late Stop meant for the last run must not stop this one.
         self._stop_run, self._pause_run = threading.Event(), threading.Event()
@@ -255,16 +255,20 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
         self._train(cfg, resume, self._stop_run, self._pause_run, history_of=resume if from_disk else None)
         self._run_changed()
 
-    def confirm_remote_code(self, cfg: Config, proceed: Callable[[], None]) -> None:
+    def on_remote_code_wanted(self, message: RemoteCodeWanted) -> None:
+        self.confirm_remote_code(message.model_name, message.proceed)
+
+    def confirm_remote_code(self, model_name: str, proceed: Callable[[], None]) -> None:
         """A config (a run's own, a file) only asks to run a model's code: the person says yes here,
-        before anything of the model loads; the answer holds for that model in this session."""
+        before anything of the model loads (training, Chat, the scorecard); the answer holds for that
+        model in this session."""
         def answer(yes: bool | None) -> None:
             if yes:
-                cfgmod.allow_remote_code(cfg.model.name)
+                cfgmod.allow_remote_code(model_name)
                 proceed()
 
         self.push_screen(ConfirmDialog("Run the model's own Python code?",
-                                       f"model.trust_remote_code is on for {cfg.model.name}: loading it runs the "
+                                       f"model.trust_remote_code is on for {model_name}: loading it runs the "
                                        "Python code shipped with the model, with your rights. Go on only if you "
                                        "trust its authors.", yes="Run its code", no="Cancel"), answer)
 

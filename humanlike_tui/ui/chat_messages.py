@@ -55,6 +55,7 @@ class GeneratorOpened(Message):
     name: str
     generator: Generator | None = None
     error: str = ""
+    ask_remote_code: str = ""  # the model whose own code the person must allow first (then open again)
     describe: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
 

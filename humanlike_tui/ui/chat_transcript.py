@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from humanlike_tui.fileio import atomic_write_text
 from humanlike_tui.formatting import date_text, file_stamp
 
 SIDE_TITLES = {"base": "Base model (adapter off)", "adapter": "Adapter"}
@@ -87,3 +88,13 @@ def transcript_markdown(turns: list[ChatTurn], saved_at: float, environ: dict[st
 
 def default_transcript_path(folder: Path, saved_at: float) -> Path:
     return folder / f"chat-{file_stamp(saved_at)}.md"
+
+
+def write_transcript(path: str, turns: list[ChatTurn], saved_at: float) -> tuple[Path, str]:
+    """Write the transcript to `path` whole or not at all: (the file, "") or (the file, why it could not)."""
+    target = Path(path).expanduser()
+    try:
+        atomic_write_text(target, transcript_markdown(turns, saved_at))
+    except OSError as exc:
+        return target, f"cannot write {target}: {exc.strerror or exc}"
+    return target, ""

@@ -116,3 +116,12 @@ class GpuWanted(Message):
     what: str  # "Opening x for chat": the question's subject
     proceed: Callable[[], None]
     cancelled: Callable[[], None] | None = None
+
+
+@dataclass
+class RemoteCodeWanted(Message):
+    """Loading failed because the model's config asks to run its own code (errors.RemoteCodeRefused):
+    the app asks the person, and on yes allows it for this model and calls `proceed` (the load again)."""
+
+    model_name: str
+    proceed: Callable[[], None]

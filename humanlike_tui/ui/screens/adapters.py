@@ -6,6 +6,7 @@ back through post_message; the list is read again whenever the screen is shown."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Static
 
+from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, LossHistory, Services
 from humanlike_tui.records import AdapterInfo
 from humanlike_tui.ui.library_text import (details_text, library_summary, row_cells, run_size, scorecard_table,
                                            table_layout)
-from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, ResumeRun, RunRenamed
+from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, RemoteCodeWanted, ResumeRun, RunRenamed
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
@@ -86,6 +88,7 @@ class ScorecardDone(Message):
     name: str
     card: dict[str, Any] | None = None
     error: str = ""
+    ask_remote_code: str = ""  # the model whose own code the person must allow first
 
 
 class AdaptersScreen(Screen):
@@ -342,11 +345,14 @@ class AdaptersScreen(Screen):
         try:
             self.post_message(ScorecardDone(name, self.services.scorecard.score(name, log, loaded)))
         except Exception as exc:
-            self.post_message(ScorecardDone(name, error=error_text(exc)))
+            asked = exc.model_name if isinstance(exc, RemoteCodeRefused) else ""
+            self.post_message(ScorecardDone(name, error=error_text(exc), ask_remote_code=asked))
 
     def on_scorecard_done(self, message: ScorecardDone) -> None:
         self.working = ""
-        if message.error:
+        if message.ask_remote_code:  # the app asks the person; a yes starts the scorecard again
+            self.post_message(RemoteCodeWanted(message.ask_remote_code, partial(self._begin_scorecard, message.name)))
+        elif message.error:
             self.notify(message.error, title="scorecard failed", severity="error", timeout=15)
         else:
             details = self.details.get(message.name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from functools import partial
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -25,15 +24,15 @@ from textual.timer import Timer
 from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import events
-from humanlike_tui.fileio import atomic_write_text
+from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, ServerHandle, Services
 from humanlike_tui.records import AdapterInfo, GenSettings, Turn
 from humanlike_tui.ui.chat_messages import (AdaptersListed, ChatStream, ExchangeEnded, GeneratorLog, GeneratorOpened,
                                             ServerChanged, loaded_text, transcript_path_problem)
-from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, transcript_markdown
-from humanlike_tui.ui.messages import GpuWanted
+from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, write_transcript
+from humanlike_tui.ui.messages import GpuWanted, RemoteCodeWanted
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
@@ -222,7 +221,8 @@ class ChatScreen(Screen):
             self.post_message(GeneratorOpened(name, generator, describe=generator.describe(),
                                               memory=generator.memory()))
         except Exception as exc:
-            self.post_message(GeneratorOpened(name, error=error_text(exc)))
+            asked = exc.model_name if isinstance(exc, RemoteCodeRefused) else ""
+            self.post_message(GeneratorOpened(name, error=error_text(exc), ask_remote_code=asked))
 
     def on_generator_log(self, message: GeneratorLog) -> None:
         self.load_log = message.text
@@ -230,7 +230,9 @@ class ChatScreen(Screen):
 
     def on_generator_opened(self, message: GeneratorOpened) -> None:
         self.opening = None
-        if message.error:
+        if message.ask_remote_code:  # the app asks the person; a yes opens it again
+            self.post_message(RemoteCodeWanted(message.ask_remote_code, partial(self.open_adapter, message.name)))
+        elif message.error:
             self.load_error = f"could not open {message.name}: {message.error}"
             self.notify(message.error, title=f"cannot open {message.name}", severity="error", timeout=15)
         else:
@@ -464,14 +466,11 @@ class ChatScreen(Screen):
     def save_transcript(self, path: str | None) -> None:
         if not path:
             return
-        target = Path(path).expanduser()
-        try:
-            atomic_write_text(target, transcript_markdown(self.turns, self.services.wall_clock()))
-        except OSError as exc:
-            self.notify(f"cannot write {target}: {exc.strerror or exc}", title="transcript not saved",
-                        severity="error", timeout=10)
-            return
-        self.notify(f"Transcript saved to {target}", timeout=8)
+        target, problem = write_transcript(path, self.turns, self.services.wall_clock())
+        if problem:
+            self.notify(problem, title="transcript not saved", severity="error", timeout=10)
+        else:
+            self.notify(f"Transcript saved to {target}", timeout=8)
 
     # ---- drawing ----
 
