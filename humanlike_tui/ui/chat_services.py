@@ -53,7 +53,7 @@ class EngineScorecard:
             elif isinstance(event, events.Log):
                 log(event.message)
 
-        return evaluation.scoring(name, limit=SCORECARD_ROWS, emit=emit, loaded=loaded).to_dict()
+        return evaluation.scorecard(name, limit=SCORECARD_ROWS, emit=emit, loaded=loaded).to_dict()
 
     def last(self, name: str) -> dict[str, Any] | None:
         from humanlike_tui.engine import evaluation

@@ -291,3 +291,19 @@ async def test_end_to_end_trained_adapter_opened_from_the_library_answers_twice(
         report = memory_report()
         assert report["base_models"] == 1, report["models"]  # base and adapter share ONE base model
         assert report["bytes"] == chat.generator.memory()["bytes"]
+
+
+def test_the_scorecard_service_scores_a_real_run(home, monkeypatch):
+    """The Adapters screen's scorecard through the real engine (the screen's tests use a fake service):
+    it once called the evaluation module instead of its scorecard function and failed on every run."""
+    from tiny_run import RUN_NAME, install_run
+
+    from humanlike_tui.ui import chat_services
+
+    install_run(home)
+    monkeypatch.setattr(chat_services, "SCORECARD_ROWS", 2)
+    heard: list[str] = []
+    card = chat_services.EngineScorecard().score(RUN_NAME, heard.append)
+    assert card["run_id"] == RUN_NAME and card["rows"] == 2
+    assert {"base", "adapter"} <= set(card) and any("scorecard" in line for line in heard)
+    assert chat_services.EngineScorecard().last(RUN_NAME)["rows"] == 2  # kept beside the run
