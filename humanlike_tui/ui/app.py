@@ -374,6 +374,9 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
     def _quit_answer(self, yes: bool | None) -> None:
         if not yes:
             return
+        if not self.state.tracker.active:  # the run ended while the question was up: nothing to wait for
+            self.exit(0)
+            return
         self._quit_after_run = True
         if self.state.tracker.status != "stopping":
             self.action_stop_training()

@@ -135,6 +135,22 @@ async def test_quit_while_training_asks_then_stops_with_checkpoint():
     assert app.state.tracker.checkpoint.endswith("step-4")
 
 
+async def test_quit_answered_after_the_run_ended_quits_at_once():
+    """The run finished while 'Quit while training?' was up: 'Stop and quit' then waited forever for a
+    run end that had already come (found in the tmux walk-through)."""
+    engine, clock = FakeEngine(total_steps=6, hold_at=3), FakeClock()
+    app = build(engine, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_to_hold(pilot, engine, clock)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        engine.release()
+        await wait_until(pilot, lambda: not app.state.tracker.active, what="the run to finish behind the question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
+    assert app.state.tracker.status == "finished"
+
+
 async def test_resume_an_earlier_run_from_the_picker():
     engine, clock = FakeEngine(total_steps=12), FakeClock()
     earlier = RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 6/12", None)
