@@ -122,8 +122,10 @@ async def test_chat_by_keys(tmp_path):
         assert app.focused is screen.query_one("#adapter-select") and screen.query_one("#adapter-select").is_blank()
         await pilot.press("down", "enter")  # the first Down opens it on the first adapter: Enter takes it
         await wait_until(pilot, lambda: screen.loaded_name == screen.adapters[0].name, what="the first adapter")
+        assert app.focused is screen.query_one("#prompt")  # chosen: typing goes to the message at once
         await pilot.press("ctrl+o", "down", "enter")  # ctrl+o opens the list too: Down is the second adapter
         await wait_until(pilot, lambda: screen.loaded_name == screen.adapters[1].name, what="the second adapter")
+        assert app.focused is screen.query_one("#prompt")
         for _ in range(10):  # back to the prompt box
             if app.focused is screen.query_one("#prompt"):
                 break

@@ -269,6 +269,7 @@ class ChatScreen(Screen):
         event.stop()
         if isinstance(event.value, str):
             self.open_adapter(event.value)
+            self.query_one("#prompt", Input).focus()  # chosen: what is typed next is the message
 
     # ---- asking ----
 
