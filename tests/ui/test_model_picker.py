@@ -102,3 +102,18 @@ def test_model_picker_snapshot(snap_compare):
         no_blink(app)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_at_80x24_every_column_and_the_buttons_are_in_view():
+    """The walk-through found the plan column, the hint, the buttons and the footer off screen at 80x24."""
+    app = build(initial_screen="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        picker = await open_picker(pilot)
+        table = picker.query_one(DataTable)
+        columns = sum(column.get_render_width(table) for column in table.columns.values())
+        assert columns <= table.content_region.width  # the plan column included, no sideways scrolling
+        screen = picker.region
+        for widget in ("#model-other", "#model-status", "#choose", "#close", "#download"):
+            region = picker.query_one(widget).region
+            assert region.height > 0 and screen.contains_region(region), widget
+        assert "…" in cell(table, "HuggingFaceTB/SmolLM2-1.7B-Instruct", "model")  # cut with a mark, not mid-word

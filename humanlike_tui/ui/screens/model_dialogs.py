@@ -26,7 +26,15 @@ from humanlike_tui.ui.messages import NewestOnly
 
 VERDICT_STYLE = {"fits": "green", "tight": "yellow", "does not fit": "red"}
 COLUMNS = (("model", "model", 40), ("size", "size", 6), ("licence", "licence", 12), ("hub", "hub", 7),
-           ("plan here", "plan", 19))  # (title, key, width): fits 80 columns, the plan always in view
+           ("plan here", "plan", 19))  # (title, key, width); the model's width follows the terminal (model_width)
+DIALOG_MAX_WIDTH = 118
+
+
+def model_width(terminal_width: int) -> int:
+    """The model column's width so that every column, the plan last, is in view: the dialog's border and
+    padding (4), the table's scrollbar (2) and two cells of padding per column take the rest."""
+    others = sum(width for _, _, width in COLUMNS[1:]) + 2 * len(COLUMNS)
+    return max(16, min(58, min(terminal_width, DIALOG_MAX_WIDTH) - 6 - others))
 
 
 def cut(text: str, width: int) -> str:
@@ -88,6 +96,8 @@ class ModelPicker(ModalScreen[str | None]):
                              border: thick $primary; background: $surface; padding: 0 1; }
     ModelPicker .dialog-title { text-style: bold; }
     ModelPicker DataTable { height: auto; max-height: 16; }
+    ModelPicker.-short DataTable { max-height: 9; }  /* 24 rows: the input, status and buttons stay in view */
+    ModelPicker.-short #model-other { margin-top: 0; }
     ModelPicker #model-other { margin-top: 1; }
     ModelPicker #model-status { height: auto; color: $text-muted; }
     ModelPicker #model-buttons { height: auto; align-horizontal: right; }
@@ -119,11 +129,12 @@ class ModelPicker(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        wide = model_width(self.app.size.width)
         for title, key, width in COLUMNS:
-            table.add_column(title, key=key, width=width)
+            table.add_column(title, key=key, width=wide if key == "model" else width)
         for choice in self.choices:
             hub = "offline" if choice.offline else "gated" if choice.gated else "open"
-            model = Text(cut(choice.label, COLUMNS[0][2])) + Text("\n" + cut(choice.name, COLUMNS[0][2]), style="dim")
+            model = Text(cut(choice.label, wide)) + Text("\n" + cut(choice.name, wide), style="dim")
             table.add_row(model, size_cell(choice), cut(choice.licence, COLUMNS[2][2]), hub, verdict_cell(None),
                           key=choice.name, height=2)
         names = [c.name for c in self.choices]
