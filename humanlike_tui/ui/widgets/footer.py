@@ -13,6 +13,8 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey  # Textual exports it only from here
 
 SCREEN_ACTION = "show("  # the app's screen keys: Binding(key, "show('train')", ...)
+SHORT_SCREEN_NAMES = {"Hardware": "HW", "Config": "Conf", "Adapters": "Adapt"}
+PALETTE_WIDTH = 12  # '^p palette' and its padding
 
 
 def is_screen_key(action: str) -> bool:
@@ -32,9 +34,12 @@ class WorkbenchFooter(Footer):
             if binding.show and binding.action not in by_action:
                 by_action[binding.action] = (binding, enabled, tooltip)
         ordered = sorted(by_action.values(), key=lambda item: not is_screen_key(item[0].action))  # stable
-        self.styles.grid_size_columns = len(ordered)
-        for binding, enabled, tooltip in ordered:
-            yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description, binding.action,
+        shown, short = self._fit(ordered, self.app.size.width - PALETTE_WIDTH)
+        self.styles.grid_size_columns = len(shown)
+        for binding, enabled, tooltip in shown:
+            description = SHORT_SCREEN_NAMES.get(binding.description, binding.description) if (
+                short and is_screen_key(binding.action)) else binding.description
+            yield FooterKey(binding.key, self.app.get_key_display(binding), description, binding.action,
                             disabled=not enabled, tooltip=tooltip).data_bind(compact=Footer.compact)
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             palette = active.get(self.app.COMMAND_PALETTE_BINDING)
@@ -43,3 +48,21 @@ class WorkbenchFooter(Footer):
                 yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description, binding.action,
                                 classes="-command-palette", disabled=not enabled,
                                 tooltip=binding.tooltip or binding.description)
+
+    def _fit(self, keys: list[tuple], width: int) -> tuple[list[tuple], bool]:
+        """The keys to show in `width` columns and whether screen names must be short."""
+        def need(items: list[tuple], short: bool = False) -> int:
+            return sum(len(self.app.get_key_display(b)) + 2 + len(SHORT_SCREEN_NAMES.get(b.description, b.description)
+                                                                   if short and is_screen_key(b.action) else b.description)
+                       for b, _, _ in items)
+
+        if need(keys) <= width:
+            return keys, False
+        here = f"{SCREEN_ACTION}'{getattr(self.app, 'current_mode', '')}')"
+        keys = [k for k in keys if k[0].action not in (here, "app." + here)]
+        if need(keys) > width:
+            keys = [k for k in keys if k[1]]  # greyed out: not usable now
+        return keys, need(keys) > width
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.recompose)  # what fits changes with the width
