@@ -38,8 +38,8 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Label(self._title, classes="dialog-title")
             yield Static(self._question)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self._no, id="no")
-                yield Button(self._yes, id="yes", variant="error")
+                yield Button(f"{self._no} (n)", id="no")  # the keys on the buttons: nothing else shows them
+                yield Button(f"{self._yes} (y)", id="yes", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -69,9 +69,9 @@ class GpuShareDialog(ModalScreen[str]):
             yield Label("Training is using the GPU", classes="dialog-title")
             yield Static(gpu_share_question(self._what), id="gpu-share-question")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Go ahead", id="anyway", variant="warning")
-                yield Button("Pause training first", id="pause", variant="primary")
+                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("Go ahead (g)", id="anyway", variant="warning")
+                yield Button("Pause training first (p)", id="pause", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#pause", Button).focus()
@@ -114,7 +114,7 @@ class RunPicker(ModalScreen[RunChoice | None]):
                 yield Static(id="no-runs",
                              content=f"No earlier runs found{where}. Start one from the Config screen (F2).")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel", id="cancel")
+                yield Button("Cancel (Esc)", id="cancel")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
