@@ -242,7 +242,8 @@ def plan_view(plan: Any, cpu: Any = None) -> PlanView:
     lines += [f"try: {s.text} (peak {gib(s.peak_bytes)})" for s in plan.suggestions[:3]]
     slow = ""
     if cpu is not None:
-        took = (f"about {long_duration(cpu.seconds)} for {cpu.steps:,} steps at ~{cpu.tokens_per_s:,.1f} tokens/s "
+        rate = f"{cpu.tokens_per_s:,.0f}" if cpu.tokens_per_s >= 10 else f"{cpu.tokens_per_s:.1f}"  # a rough figure
+        took = (f"roughly {long_duration(cpu.seconds)} for {cpu.steps:,} steps at ~{rate} tokens/s "
                 f"on {cpu.cores} CPU core{'s' if cpu.cores != 1 else ''}")
         if cpu.practical:
             lines.insert(0, f"time: {took}")
