@@ -35,7 +35,7 @@ def test_phi2_fits_in_ram_but_the_plan_says_it_would_take_weeks():
     assert "days for 600 steps" in plan.slow and "tokens/s on 2 CPU cores" in plan.slow
     assert "builtin:tiny-phi" in plan.lines[0]  # what is practical here, first
     demo = EngineHardware().plan(load_preset("demo"), cpu_view())
-    assert demo.slow == "" and demo.lines[0].startswith("time: about")
+    assert demo.slow == "" and demo.lines[0].startswith("time: roughly")
 
 
 def test_cpu_advice_no_longer_says_only_the_tiny_model():
