@@ -122,7 +122,7 @@ def plan_for_hardware(cfg: Config, report: Any, gpu_index: int = 0, vram_bytes: 
         return plan_memory(cfg, device="cuda", available_bytes=free, bf16=report.bf16, shapes=shapes,
                            available_source=source)
     return plan_memory(cfg, device="cpu", available_bytes=report.system.ram_available, shapes=shapes,
-                       available_source="available RAM (no usable GPU: training runs on the CPU)")
+                       available_source="no usable GPU: training runs on the CPU")
 
 
 def _cuda_free(index: int) -> int | None:
