@@ -16,12 +16,25 @@ def _yes(value: Any) -> str:
     return "yes" if value else "no"
 
 
+VALUE_WIDTH = 40  # the report's value column
+
+
+def fit(text: str, width: int = VALUE_WIDTH) -> str:
+    """A value cut to the column with a visible mark ('not found (NVML Shared Library Not Found' was cut
+    mid-parenthesis with nothing to say more was there)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def ram_text(available: int | None, total: int | None, process: int | None = None) -> str:
+    # short enough for the column: "22.2 GiB free of 23.5 GiB · this app 0.4 GiB" lost its unit
     if available is None and total is None:
         return "unknown"
-    text = f"{gib(available, 1)} free of {gib(total, 1)}" if available is not None else f"{gib(total, 1)} in all"
+    if available is None:
+        text = f"{gib(total, 1)} in all"
+    else:
+        text = f"{gib(available, 1, unit=False)} of {gib(total, 1)} free"
     if process:
-        text += f" · this app {gib(process, 1)}"
+        text += f" · app {gib(process, 2)}"
     return text
 
 

@@ -70,12 +70,12 @@ async def test_hardware_screen_reads_ram_live_and_the_plan_says_how_long():
         def ram_cell() -> str:
             return str(table.get_cell("ram", "value"))
 
-        assert ram_cell() == "9.0 GiB free of 16.0 GiB"  # the probe's figure, until a reading comes
+        assert ram_cell() == "9.0 of 16.0 GiB free"  # the probe's figure, until a reading comes
         for free in (8.0, 6.5):
             clock.advance(1)
             app.post_message(GpuSamples([], clock(), memory(1.5, free)))
             await pilot.pause(0)
-            assert ram_cell() == f"{free:.1f} GiB free of 16.0 GiB · this app 1.5 GiB"  # live, not frozen
+            assert ram_cell() == f"{free:.1f} of 16.0 GiB free · app 1.50 GiB"  # live, not frozen
         plan = str(app.screen.query_one(PlanPanel).render())
         assert plan.startswith("FITS IN RAM") and "but slow on this CPU: about 21 days" in plan
         assert str(app.screen.query_one("#plan-label").render()) == "RAM and time plan for the current config"

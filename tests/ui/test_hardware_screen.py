@@ -116,5 +116,15 @@ def test_the_report_reads_as_a_person_would_write_it():
     assert rows["NVIDIA driver"] == "not found (NVML Shared Library Not Found)"
     assert rows["PyTorch"] == "2.13.0+cpu · no CUDA (a CPU-only build)"
     assert rows["bitsandbytes"] == "0.50.2 on cpu · 4-bit matmul works"
-    assert rows["RAM"] == "9.0 GiB free of 16.0 GiB" and rows["CPU cores"] == "2"
+    assert rows["RAM"] == "9.0 of 16.0 GiB free" and rows["CPU cores"] == "2"
     assert "PyTorch problem" not in rows and not any("—" in v for v in rows.values())  # nothing empty shown
+
+
+def test_a_value_too_long_for_its_column_is_cut_with_a_mark():
+    from humanlike_tui.ui.hardware_text import VALUE_WIDTH, fit, ram_text
+
+    long = "not found (NVML Shared Library Not Found: libnvidia-ml.so.1)"
+    assert fit(long).endswith("…") and len(fit(long)) == VALUE_WIDTH
+    assert fit("short") == "short"
+    worst = ram_text(999 * 1024**3, 1000 * 1024**3, 99 * 1024**3)  # big numbers still fit, unit included
+    assert len(worst) <= VALUE_WIDTH and worst.endswith("GiB")

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, Static
 
-from humanlike_tui.ui.hardware_text import RAM_ROW, ram_text, report_rows
+from humanlike_tui.ui.hardware_text import RAM_ROW, VALUE_WIDTH, fit, ram_text, report_rows
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.gpu_bars import GpuBars
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel, plan_title
@@ -64,7 +64,7 @@ class HardwareScreen(Screen):
         table = DataTable(id="hw-report", cursor_type="row", zebra_stripes=True)
         table.show_header = False
         table.add_column("", width=22, key="label")
-        table.add_column("", width=40, key="value")
+        table.add_column("", width=VALUE_WIDTH, key="value")
         await self.query_one("#hw-left").mount_all([table, Static("", id="hw-advice")])
         await self.query_one("#hw-right").mount_all([
             GpuBars(id="hw-gpus"), Label("VRAM plan for the current config", classes="section", id="plan-label"),
@@ -93,7 +93,7 @@ class HardwareScreen(Screen):
         table.clear()
         if hardware is not None:
             for key, label, text in report_rows(hardware.table, self.state.memory):
-                table.add_row(label, text, key=key)
+                table.add_row(label, fit(text), key=key)
         advice = "\n".join(f"• {line}" for line in hardware.advice) if hardware is not None else ""
         self.query_one("#hw-advice", Static).update(advice)
         error = self.state.hardware_error
@@ -109,8 +109,8 @@ class HardwareScreen(Screen):
         table = self.query_one(DataTable)
         if memory is not None and RAM_ROW in table.rows:  # the live figure, not the one read at launch
             table.update_cell(RAM_ROW, "label", "RAM (live)")
-            table.update_cell(RAM_ROW, "value", ram_text(memory.available_bytes, memory.total_bytes,
-                                                         memory.process_bytes))
+            table.update_cell(RAM_ROW, "value", fit(ram_text(memory.available_bytes, memory.total_bytes,
+                                                             memory.process_bytes)))
 
     def show_plan(self) -> None:
         self.query_one("#hw-config", Static).update(config_line(self.state))
