@@ -232,5 +232,7 @@ class TrainScreen(Screen):
             pane.add(Text(f"── step {block.step} · eval loss {block.eval_loss:.3f} ──", style="bold"))
             for prompt, answer in block.answers:
                 pane.add(Text(f"> {prompt}", style="cyan"))
-                pane.add(Text(answer.strip() or "(empty answer)"))
+                # Why it is empty, not just that it is: early in a run models often end at once.
+                pane.add(Text(answer.strip() or "(empty: the model ended its answer at once)", style="" if
+                              answer.strip() else "dim"))
         self._samples_shown = len(t.samples)
