@@ -218,7 +218,11 @@ class RunTracker:
         return next((r for r in readings if r.index == self.gpu_index), readings[0])
 
     def add_readings(self, readings: list[GpuReading], now: float, memory: MemoryReading | None = None) -> None:
-        if memory is not None and (self.active or self.ram):
+        # The run's memory over time: while it runs and while it is paused (to show what the pause freed),
+        # not after it ended (a finished 8 s run's chart ran on to 686 s, the run squeezed into its edge).
+        if not (self.active or self.status == "paused"):
+            return
+        if memory is not None:
             self.ram.append(RamPoint(now - self.t0, memory.process_bytes, memory.total_bytes))
             self.version += 1
         gpu = self.training_gpu(readings)

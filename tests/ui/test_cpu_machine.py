@@ -80,3 +80,27 @@ async def test_hardware_screen_reads_ram_live_and_the_plan_says_how_long():
         assert plan.startswith("FITS IN RAM") and "but slow on this CPU: about 21 days" in plan
         assert str(app.screen.query_one("#plan-label").render()) == "RAM and time plan for the current config"
         assert "Trains on" in [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+async def test_the_memory_chart_ends_with_the_run():
+    engine = FakeEngine(total_steps=4, hold_at=2, device="CPU (fp32)")
+    clock = FakeClock()
+    app = cpu_app(engine, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3", "n")
+        await wait_until(pilot, engine.holding.is_set, what="the hold step")
+        t = app.state.tracker
+        for second in range(3):
+            clock.advance(1)
+            app.post_message(GpuSamples([], clock(), memory(1.0)))
+            await pilot.pause(0)
+        await settle(pilot)
+        assert len(t.ram) == 3
+        engine.release()
+        await wait_until(pilot, lambda: t.status == "finished", what="the run to finish")
+        points = len(t.ram)
+        for second in range(5):  # the app keeps reading memory for the Hardware screen
+            clock.advance(1)
+            app.post_message(GpuSamples([], clock(), memory(1.0)))
+            await pilot.pause(0)
+        assert len(t.ram) == points
