@@ -116,3 +116,10 @@ def test_compare_chart_snapshot(snap_compare):
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_step_ticks_are_whole_steps():
+    from humanlike_tui.ui.widgets.charts import step_ticks
+
+    assert step_ticks(600) == [0, 150, 300, 450, 600]
+    assert step_ticks(7) == [0, 2, 4, 5, 7] and step_ticks(1) == [0, 1]

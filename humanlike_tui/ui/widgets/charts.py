@@ -53,6 +53,16 @@ class LossChart(PlotextPlot):
 
 
 COMPARE_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "red", "blue")
+# A marker of its own for each run's train line: told apart without colour (a capture, a monochrome terminal)
+COMPARE_MARKERS = ("braille", "+", "x", "o", "*", "#", "=")
+
+
+def step_ticks(last_step: int, count: int = 5) -> list[int]:
+    """Whole steps for the x axis ('1.0 150.8 300.5' read as if steps had fractions)."""
+    if last_step <= 1:
+        return [0, 1]
+    ticks = sorted({round(last_step * i / (count - 1)) for i in range(count)})
+    return ticks
 
 
 class CompareChart(PlotextPlot):
@@ -70,11 +80,14 @@ class CompareChart(PlotextPlot):
         plt.title("loss of the marked runs (lines: train, dots: eval)")
         plt.xlabel("step")
         self.shown_runs = tuple(curves)
+        last = max((int(p[0]) for train, evals in curves.values() for p in (*train, *evals)), default=0)
+        if last:
+            plt.xticks(step_ticks(last))
         for i, (name, (train, evals)) in enumerate(curves.items()):
             color = COMPARE_COLORS[i % len(COMPARE_COLORS)]
             if train:
                 xs, ys = thin(train)
-                plt.plot(xs, ys, label=name, marker="braille", color=color)
+                plt.plot(xs, ys, label=name, marker=COMPARE_MARKERS[i % len(COMPARE_MARKERS)], color=color)
             if evals:
                 xs, ys = thin(evals)
                 plt.scatter(xs, ys, marker="hd", color=color)
