@@ -108,6 +108,19 @@ async def test_marked_runs_loss_curves_overlaid():
         assert not screen.has_class("-comparing") and screen.query_one("#details-box").display
 
 
+async def test_a_renamed_marked_run_stays_marked():
+    from textual.widgets import DataTable
+
+    app = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await marked_and_compared(pilot)
+        screen._change("rename", "warm-sft-v1", "warm-sft-v1b")
+        await wait_until(pilot, lambda: "warm-sft-v1b" in {i.name for i in screen.infos}, what="the rename")
+        await pilot.pause(0.05)
+        assert screen.marked == ["warm-sft-v2", "warm-sft-v1b"]
+        assert str(screen.query_one(DataTable).get_cell("warm-sft-v1b", "Name")).startswith("● ")
+
+
 def test_compare_chart_snapshot(snap_compare):
     app = library_app()
 

@@ -445,7 +445,9 @@ class AdaptersScreen(Screen):
         else:
             self.notify(message.done, timeout=8)
         if message.renamed is not None:
-            self.post_message(RunRenamed(*message.renamed))  # the app tells the Chat and Train screens
+            old, new = message.renamed  # a marked run stays marked under its new name
+            self.marked = [new if name == old else name for name in self.marked]
+            self.post_message(RunRenamed(old, new))  # the app tells the Chat and Train screens
         self._select = message.select
         self.details.clear()
         self.reload()
