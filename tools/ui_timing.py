@@ -166,10 +166,10 @@ def main() -> int:
                                   for r in results[k]])
     # The ratio of each round's workbench start to the bare start just before it, then the median: the
     # machine's load drifts between rounds, and a ratio of medians taken at different moments drifts with it.
-    ratio = statistics.median(r[k]["first_frame_s"] / b["first_frame_s"]
-                              for b, *rs in zip(results["bare"], results["workbench_early_quit"],
-                                                results["workbench_settled_quit"])
-                              for r in [dict(zip(("e", "s"), rs))] for k in ("e", "s"))
+    ratio = statistics.median(run["first_frame_s"] / bare["first_frame_s"]
+                              for bare, early, settled in zip(results["bare"], results["workbench_early_quit"],
+                                                              results["workbench_settled_quit"])
+                              for run in (early, settled))
     out = {"load_average": os.getloadavg(), "cpus": os.cpu_count(), "runs": args.runs, "median": med,
            "first_frame_ratio": ratio}
     if not args.skip_train:

@@ -20,17 +20,14 @@ from contextlib import contextmanager
 from typing import Iterator, TextIO
 
 _lock = threading.Lock()
-_saving: dict[int, str] = {}
-_next_id = 0
+_saving: dict[object, str] = {}  # a key per save in progress -> what it is
 
 
 @contextmanager
 def saving(what: str) -> Iterator[None]:
     """Mark work that must not be cut off by the exit; `what` says what it is ('exporting run-1')."""
-    global _next_id
+    key = object()
     with _lock:
-        _next_id += 1
-        key = _next_id
         _saving[key] = what
     try:
         yield

@@ -34,6 +34,14 @@ def memory(gib_used: float, free: float = 9.0) -> MemoryReading:
     return MemoryReading(int(gib_used * GIB), int(free * GIB), 16 * GIB)
 
 
+async def feed_memory(pilot, clock, used_gib: list[float]) -> None:
+    """One RAM reading a second, as the app's polling thread sends them (no GPU on this machine)."""
+    for used in used_gib:
+        clock.advance(1)
+        pilot.app.post_message(GpuSamples([], clock(), memory(used)))
+        await pilot.pause(0)
+
+
 async def test_a_cpu_run_charts_ram_and_pauses_without_gpu_words():
     engine = FakeEngine(total_steps=30, hold_at=10, device="CPU (fp32)")
     clock = FakeClock()
@@ -41,10 +49,7 @@ async def test_a_cpu_run_charts_ram_and_pauses_without_gpu_words():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3", "n")
         await wait_until(pilot, engine.holding.is_set, what="the hold step")
-        for second in range(5):
-            clock.advance(1)
-            app.post_message(GpuSamples([], clock(), memory(1.0 + second * 0.2)))
-            await pilot.pause(0)
+        await feed_memory(pilot, clock, [1.0 + second * 0.2 for second in range(5)])
         await settle(pilot)
         t = app.state.tracker
         assert not t.has_gpu and len(t.ram) == 5 and t.ram[-1].process == int(1.8 * GIB)
@@ -90,17 +95,11 @@ async def test_the_memory_chart_ends_with_the_run():
         await pilot.press("f3", "n")
         await wait_until(pilot, engine.holding.is_set, what="the hold step")
         t = app.state.tracker
-        for second in range(3):
-            clock.advance(1)
-            app.post_message(GpuSamples([], clock(), memory(1.0)))
-            await pilot.pause(0)
+        await feed_memory(pilot, clock, [1.0] * 3)
         await settle(pilot)
         assert len(t.ram) == 3
         engine.release()
         await wait_until(pilot, lambda: t.status == "finished", what="the run to finish")
         points = len(t.ram)
-        for second in range(5):  # the app keeps reading memory for the Hardware screen
-            clock.advance(1)
-            app.post_message(GpuSamples([], clock(), memory(1.0)))
-            await pilot.pause(0)
+        await feed_memory(pilot, clock, [1.0] * 5)  # the app keeps reading memory for the Hardware screen
         assert len(t.ram) == points

@@ -3,6 +3,8 @@ scorecard ask the person, as training does, instead of failing with 'confirm whe
 
 from __future__ import annotations
 
+import pytest
+
 from humanlike_tui import config as C
 from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.ui.screens.adapters import AdaptersScreen
@@ -35,8 +37,15 @@ class CodeScorecard(FakeScorecard):
         return super().score(name, log, loaded)
 
 
-def code_app(initial_screen: str):
+@pytest.fixture(autouse=True)
+def no_consent():
+    """Consent is per process: start without it and leave none behind."""
     C.forget_remote_code_consent()
+    yield
+    C.forget_remote_code_consent()
+
+
+def code_app(initial_screen: str):
     library = FakeLibrary()
     return build(initial_screen=initial_screen, library=library, generation=CodeGeneration(library),
                  scorecard=CodeScorecard({"rows": 1, "base": {}, "adapter": {}}))
@@ -44,37 +53,31 @@ def code_app(initial_screen: str):
 
 async def test_chat_asks_then_opens_on_yes_and_not_on_no():
     app = code_app("chat")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = app.screen
-            assert isinstance(screen, ChatScreen)
-            await wait_until(pilot, lambda: bool(screen.adapters), what="the adapter list")
-            name = screen.adapters[0].name
-            screen.open_adapter(name)
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
-            await pilot.press("n")
-            await pilot.pause(0.2)
-            assert screen.loaded_name is None and not allowed()
-            screen.open_adapter(name)
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question again")
-            await pilot.press("y")
-            await wait_until(pilot, lambda: screen.loaded_name == name, what="the adapter opened after yes")
-    finally:
-        C.forget_remote_code_consent()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await wait_until(pilot, lambda: bool(screen.adapters), what="the adapter list")
+        name = screen.adapters[0].name
+        screen.open_adapter(name)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert screen.loaded_name is None and not allowed()
+        screen.open_adapter(name)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question again")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.loaded_name == name, what="the adapter opened after yes")
 
 
 async def test_scorecard_asks_then_runs_on_yes():
     app = code_app("adapters")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = app.screen
-            assert isinstance(screen, AdaptersScreen)
-            await wait_until(pilot, lambda: screen.selected is not None, what="a selected run")
-            screen.action_scorecard()
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
-            assert not screen.working  # nothing runs while the person decides
-            await pilot.press("y")
-            name = screen.selected.name
-            await wait_until(pilot, lambda: "scorecard" in screen.details.get(name, {}), what="the scorecard")
-    finally:
-        C.forget_remote_code_consent()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, AdaptersScreen)
+        await wait_until(pilot, lambda: screen.selected is not None, what="a selected run")
+        screen.action_scorecard()
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        assert not screen.working  # nothing runs while the person decides
+        await pilot.press("y")
+        name = screen.selected.name
+        await wait_until(pilot, lambda: "scorecard" in screen.details.get(name, {}), what="the scorecard")

@@ -233,6 +233,6 @@ class TrainScreen(Screen):
             for prompt, answer in block.answers:
                 pane.add(Text(f"> {prompt}", style="cyan"))
                 # Why it is empty, not just that it is: early in a run models often end at once.
-                pane.add(Text(answer.strip() or "(empty: the model ended its answer at once)", style="" if
-                              answer.strip() else "dim"))
+                text = answer.strip()
+                pane.add(Text(text) if text else Text("(empty: the model ended its answer at once)", style="dim"))
         self._samples_shown = len(t.samples)

@@ -61,8 +61,7 @@ def step_ticks(last_step: int, count: int = 5) -> list[int]:
     """Whole steps for the x axis ('1.0 150.8 300.5' read as if steps had fractions)."""
     if last_step <= 1:
         return [0, 1]
-    ticks = sorted({round(last_step * i / (count - 1)) for i in range(count)})
-    return ticks
+    return sorted({round(last_step * i / (count - 1)) for i in range(count)})
 
 
 class CompareChart(PlotextPlot):

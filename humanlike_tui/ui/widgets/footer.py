@@ -21,6 +21,13 @@ def is_screen_key(action: str) -> bool:
     return action.startswith(SCREEN_ACTION) or action.startswith("app." + SCREEN_ACTION)
 
 
+def label(binding, short: bool) -> str:
+    """The key's description; a screen's short name when the footer is short of room."""
+    if short and is_screen_key(binding.action):
+        return SHORT_SCREEN_NAMES.get(binding.description, binding.description)
+    return binding.description
+
+
 class WorkbenchFooter(Footer):
     def __init__(self) -> None:
         super().__init__(compact=True)
@@ -37,9 +44,7 @@ class WorkbenchFooter(Footer):
         shown, short = self._fit(ordered, self.app.size.width - PALETTE_WIDTH)
         self.styles.grid_size_columns = len(shown)
         for binding, enabled, tooltip in shown:
-            description = SHORT_SCREEN_NAMES.get(binding.description, binding.description) if (
-                short and is_screen_key(binding.action)) else binding.description
-            yield FooterKey(binding.key, self.app.get_key_display(binding), description, binding.action,
+            yield FooterKey(binding.key, self.app.get_key_display(binding), label(binding, short), binding.action,
                             disabled=not enabled, tooltip=tooltip).data_bind(compact=Footer.compact)
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             palette = active.get(self.app.COMMAND_PALETTE_BINDING)
@@ -51,14 +56,12 @@ class WorkbenchFooter(Footer):
 
     def _fit(self, keys: list[tuple], width: int) -> tuple[list[tuple], bool]:
         """The keys to show in `width` columns and whether screen names must be short."""
-        def need(items: list[tuple], short: bool = False) -> int:
-            return sum(len(self.app.get_key_display(b)) + 2 + len(SHORT_SCREEN_NAMES.get(b.description, b.description)
-                                                                   if short and is_screen_key(b.action) else b.description)
-                       for b, _, _ in items)
+        def need(items: list[tuple]) -> int:
+            return sum(len(self.app.get_key_display(b)) + 2 + len(label(b, False)) for b, _, _ in items)
 
         if need(keys) <= width:
             return keys, False
-        here = f"{SCREEN_ACTION}'{getattr(self.app, 'current_mode', '')}')"
+        here = f"{SCREEN_ACTION}'{self.app.current_mode}')"
         keys = [k for k in keys if k[0].action not in (here, "app." + here)]
         if need(keys) > width:
             keys = [k for k in keys if k[1]]  # greyed out: not usable now
