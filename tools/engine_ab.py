@@ -23,7 +23,7 @@ import random
 import tempfile
 import threading
 import time
-from humanlike_tui.engine.training import objectives
+from humanlike_tui.engine import logprobs
 
 
 class ShuffledOrder(dict):
@@ -59,15 +59,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     current = [""]
-    keep_small = objectives.LOGITS_KEEP_BYTES
+    keep_small = logprobs.LOGITS_KEEP_BYTES
 
-    original_logprobs = objectives.token_logprobs
+    original_logprobs = logprobs.token_logprobs
 
     def token_logprobs(hidden, head, targets):  # the headckpt variant switches the small-logits path off
-        objectives.LOGITS_KEEP_BYTES = {"headckpt": -1, "headkeep": 2**40}.get(current[0], keep_small)
+        logprobs.LOGITS_KEEP_BYTES = {"headckpt": -1, "headkeep": 2**40}.get(current[0], keep_small)
         return original_logprobs(hidden, head, targets)
 
-    objectives.token_logprobs = token_logprobs
+    logprobs.token_logprobs = token_logprobs
     cfg = load_preset("gaming-8gb").replace(**{
         "model.name": "builtin:tiny-phi", "data.source": args.data, "data.rejected_column": "",
         "data.max_rows": args.rows, "data.eval_fraction": 0.1, "train.max_steps": 10_000,

@@ -218,7 +218,7 @@ def test_train_on_prompt_loss_equals_transformers_own(demo_cfg):
 
     from humanlike_tui.engine import data as D
     from humanlike_tui.engine import models as M
-    from humanlike_tui.engine.training.objectives import answer_logprobs
+    from humanlike_tui.engine.logprobs import answer_logprobs
     from humanlike_tui.engine.training.steps import sft_normaliser
 
     cfg = demo_cfg.replace(**{"quant.mode": "none", "data.train_on_prompt": True})

@@ -12,12 +12,12 @@ from humanlike_tui import events as E
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.engine.training import run as T
 from humanlike_tui.errors import TrainingError
-from humanlike_tui.engine.training import objectives
+from humanlike_tui.engine import logprobs
 
 
 def inject_oom(monkeypatch, should_fail):
     """answer_logprobs raises CUDA's OutOfMemoryError on the training passes where should_fail(n) is true."""
-    real = objectives.answer_logprobs
+    real = logprobs.answer_logprobs
     calls = {"n": 0}
 
     def fake(model, input_ids, labels, attention, device):
@@ -27,7 +27,7 @@ def inject_oom(monkeypatch, should_fail):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         return real(model, input_ids, labels, attention, device)
 
-    monkeypatch.setattr(objectives, "answer_logprobs", fake)
+    monkeypatch.setattr(logprobs, "answer_logprobs", fake)
     return calls
 
 

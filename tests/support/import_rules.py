@@ -10,7 +10,8 @@ module, at module level or inside a function: a lazy import is still a dependenc
   and only inside functions, so the first frame never waits for torch; screens and widgets import
   protocols and records, never engine modules and never another screen (shared dialogs are fine);
 - no circles among our modules;
-- no private names (`_name`) taken from another module.
+- no private names (`_name`) taken from another module;
+- rooms of the engine that stay independent of each other (ROOM_RULES): evaluation never imports training.
 
 `violations(root)` returns every broken rule as a line of text; the contract test asserts it is empty,
 and shows that it is not when a forbidden import is added to a copy of the package.
@@ -28,6 +29,10 @@ CORE = {f"{PACKAGE}.{m}" for m in ("config", "events", "errors", "paths", "recor
 CORE |= {PACKAGE, f"{PACKAGE}.presets", f"{PACKAGE}.data"}
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "trl", "accelerate", "datasets")
 UI_ADAPTERS = {f"{PACKAGE}.ui.services", f"{PACKAGE}.ui.chat_services"}
+# (importing room, forbidden room, why): a room is a package under humanlike_tui.engine.
+ROOM_RULES = [
+    ("evaluation", "training", "scoring never depends on training (log-probs live in engine/logprobs.py)"),
+]
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,21 @@ def _edge_problems(e: Edge, mods: dict[str, Path]) -> list[str]:
             out.append(f"{where}: the UI's adapters import the engine only inside functions")
     if ".ui.screens." in e.source and ".ui.screens." in e.target and not e.target.endswith("dialogs"):
         out.append(f"{where}: a screen never imports another screen")
+    out += _room_problems(e, where)
     private = [n for n in e.names if n.startswith("_") and not n.startswith("__")]
     if private:
         out.append(f"{where}: takes private name(s) {', '.join(private)} from another module")
     return out
+
+
+def _in_room(module: str, room: str) -> bool:
+    name = f"{PACKAGE}.engine.{room}"
+    return module == name or module.startswith(name + ".")
+
+
+def _room_problems(e: Edge, where: str) -> list[str]:
+    return [f"{where}: {src} may not import {dst}: {why}" for src, dst, why in ROOM_RULES
+            if _in_room(e.source, src) and _in_room(e.target, dst)]
 
 
 def _private_attributes(module: str, path: Path, mods: dict[str, Path]) -> list[str]:

@@ -48,6 +48,8 @@ def add_line(root: Path, module: str, line: str, inside_function: bool = False) 
     ("humanlike_tui.ui.app", "import torch", False, "first frame"),
     ("humanlike_tui.engine.bench.compare", "from humanlike_tui.engine.models.builtins import _sample_corpus", False,
      "private name"),
+    ("humanlike_tui.engine.evaluation.scoring", "from humanlike_tui.engine.training import steps", True,
+     "evaluation may not import training"),
 ])
 def test_a_forbidden_import_breaks_the_contract(copy, module, line, lazy, expected):
     assert violations(copy) == []  # the copy is clean before the change

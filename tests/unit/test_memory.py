@@ -287,7 +287,7 @@ def test_logits_chunk_matches_the_engine_and_bounds_big_vocabularies(monkeypatch
     import torch
 
     from humanlike_tui.engine.planning import estimate
-    from humanlike_tui.engine.training import objectives
+    from humanlike_tui.engine import logprobs
 
     # One rule for the planner and the engine: phi-2's 51k vocabulary keeps 2048-token chunks; a 152k (Qwen)
     # or 262k (Gemma) vocabulary gets fewer tokens per chunk, so one chunk's fp32 logits stay <= 512 MiB.
@@ -296,11 +296,11 @@ def test_logits_chunk_matches_the_engine_and_bounds_big_vocabularies(monkeypatch
         assert estimate.logits_chunk_tokens(vocab) * vocab * 4 <= estimate.LOGP_CHUNK_BYTES
     # The engine cuts the head where the planner says: count the chunk sizes it computes.
     seen = []
-    real = objectives._chunk_logp
-    monkeypatch.setattr(objectives, "LOGITS_KEEP_BYTES", 0)
-    monkeypatch.setattr(objectives, "_chunk_logp", lambda h, *a: seen.append(h.shape[0]) or real(h, *a))
+    real = logprobs._chunk_logp
+    monkeypatch.setattr(logprobs, "LOGITS_KEEP_BYTES", 0)
+    monkeypatch.setattr(logprobs, "_chunk_logp", lambda h, *a: seen.append(h.shape[0]) or real(h, *a))
     head = torch.nn.Linear(8, 151936, bias=False)
-    objectives.token_logprobs(torch.randn(2000, 8), head, torch.zeros(2000, dtype=torch.long))
+    logprobs.token_logprobs(torch.randn(2000, 8), head, torch.zeros(2000, dtype=torch.long))
     assert max(seen) == estimate.logits_chunk_tokens(151936) and sum(seen) == 2000
 
 

@@ -138,7 +138,7 @@ def _answer_logps(s: _Session, exs: list[D.Example], answer: str) -> list[float]
     """Summed log-prob of each example's `answer` ('chosen' or 'rejected') given its prompt."""
     import torch
 
-    from humanlike_tui.engine.training.objectives import answer_logprobs, per_row_sum
+    from humanlike_tui.engine.logprobs import answer_logprobs, per_row_sum
 
     seqs = [D.sft_tensors(e, False, answer) for e in exs]
     ids, labels, att = D.pad_batch(seqs, s.tok.pad_token_id)

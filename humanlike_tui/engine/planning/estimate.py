@@ -31,7 +31,7 @@ ADAMW_BYTES = 8  # exp_avg + exp_avg_sq, fp32 each
 ANSWER_FRACTION = 0.6  # share of tokens that are answer tokens: the engine computes logits only for those
 
 
-LOGP_CHUNK = 2048  # the engine applies lm_head in chunks of at most this many tokens (training.objectives)
+LOGP_CHUNK = 2048  # the engine applies lm_head in chunks of at most this many tokens (engine/logprobs.py)
 # ... and of at most this many bytes of fp32 logits per chunk: a 150k-262k vocabulary (Qwen, Gemma) would
 # otherwise hold 1.2-2 GiB per chunk (x3 with backward); phi-2's 51k vocabulary keeps 2048 tokens.
 LOGP_CHUNK_BYTES = 512 * 2**20

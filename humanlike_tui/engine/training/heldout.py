@@ -14,7 +14,7 @@ from typing import Callable
 
 from humanlike_tui.config import Config
 from humanlike_tui.engine import data as D
-from humanlike_tui.engine.training import objectives as O
+from humanlike_tui.engine import logprobs as L
 from humanlike_tui.engine.training.reference import DpoReference
 from humanlike_tui.engine.training.schedule import pack_micro_batches
 from humanlike_tui.engine.inference.streaming import cut_answer_text
@@ -41,7 +41,7 @@ class HeldOut:
             for mb in pack_micro_batches([e.length for e in exs], budget):
                 batch = [exs[j] for j in mb]
                 ids, labels, att = D.pad_batch([D.sft_tensors(e, False) for e in batch], self.tok.pad_token_id)
-                logp, _ = O.answer_logprobs(self.model, ids, labels, att, self.device)
+                logp, _ = L.answer_logprobs(self.model, ids, labels, att, self.device)
                 total += float(-logp.sum())
                 count += int(logp.numel())
             pairs = [e for e in exs if e.rejected_ids is not None]

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from humanlike_tui.config import Config
 from humanlike_tui.engine import data as D
+from humanlike_tui.engine import logprobs as L
 from humanlike_tui.engine.training import objectives as O
 from humanlike_tui.engine.training.distributed import Dist, all_reduce_grads
 from humanlike_tui.engine.training.reference import DpoReference
@@ -42,15 +43,15 @@ class StepRunner:
         """Summed answer log-probs for chosen and rejected, one padded batch of 2n rows."""
         seqs = [D.sft_tensors(e, False, "chosen") for e in exs] + [D.sft_tensors(e, False, "rejected") for e in exs]
         ids, labels, att = D.pad_batch(seqs, self.tok.pad_token_id)
-        logp, rows = O.answer_logprobs(self.model, ids, labels, att, self.device)
-        sums = O.per_row_sum(logp, rows, len(seqs))
+        logp, rows = L.answer_logprobs(self.model, ids, labels, att, self.device)
+        sums = L.per_row_sum(logp, rows, len(seqs))
         return sums[: len(exs)], sums[len(exs):], int(att.sum())
 
     def sft_pass(self, exs: list[D.Example], norm: float):
         seqs = [D.sft_tensors(e, self.cfg.data.train_on_prompt) for e in exs]
         ids, labels, att = D.pad_batch(seqs, self.tok.pad_token_id)
         with self.autocast():
-            logp, _ = O.answer_logprobs(self.model, ids, labels, att, self.device)
+            logp, _ = L.answer_logprobs(self.model, ids, labels, att, self.device)
             loss_sum = -logp.sum()
         self.backward(loss_sum / norm)
         return {"loss_sum": loss_sum.detach()}, int(att.sum())
