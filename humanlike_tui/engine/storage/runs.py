@@ -17,6 +17,7 @@ half-written adapter that looks complete. Stdlib only, so the UI can list runs w
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 from humanlike_tui.config import Config, load_config, save_config
 from humanlike_tui.fileio import atomic_write_text, replace_retrying
 from humanlike_tui.errors import StoreError
@@ -35,6 +36,9 @@ from humanlike_tui.engine.storage.files import (read_fd_json, discard_folder, fo
 from humanlike_tui.engine.storage.locks import LOCK_FILE, try_lock, as_pid, holder_alive, process_started
 
 
+# Open flag that refuses a symbolic link as the last part of a path (POSIX); Windows has none, and the
+# lstat check in Run.refuse_links covers it there.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -94,7 +98,9 @@ class Run:
         return load_config(self.run_dir / "config.toml")
 
     def append_metric(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        # O_NOFOLLOW: a metrics.jsonl planted as a link never appends to the file it points to
+        fd = os.open(self.run_dir / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o666)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
@@ -167,10 +173,13 @@ class Run:
         if self._lock is not None:
             return
         path = self.run_dir / LOCK_FILE
+        self.refuse_links(doing, [self.run_dir, path])
         for _ in range(50):
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
             except OSError as exc:
+                if exc.errno == errno.ELOOP or path.is_symlink():  # planted between the check and the open
+                    self.refuse_links(doing, [path])
                 raise StoreError(f"run {self.run_id}: cannot {doing}: {path} cannot be opened for writing "
                                  f"({exc.strerror or type(exc).__name__}); is the store read-only?") from None
             if not try_lock(fd):
@@ -198,6 +207,31 @@ class Run:
             os.close(fd)
             raise
         self._lock = (fd, path)
+        try:  # held: no other humanlike-tui process changes the folder while we look at every entry
+            self.refuse_links(doing, self._every_entry())
+        except StoreError:
+            self.release()
+            raise
+
+    def _every_entry(self) -> Iterator[Path]:
+        for folder, dirs, files in os.walk(self.run_dir, followlinks=False):
+            for name in dirs + files:
+                yield Path(folder) / name
+
+    def refuse_links(self, doing: str, paths: Iterable[Path]) -> None:
+        """StoreError if any of `paths` is a symbolic link. The store writes, renames and deletes inside a run
+        folder; through a link it would change a file outside the store (a run.lock linked to ~/.bashrc
+        would be truncated by the next resume), so it never follows one."""
+        for path in paths:
+            if path.is_symlink():
+                try:
+                    to = f" (to {os.readlink(path)})"
+                except OSError:
+                    to = ""
+                what = "the run folder" if path == self.run_dir else f"{path.relative_to(self.run_dir)}"
+                raise StoreError(f"run {self.run_id}: cannot {doing}: {what} is a symbolic link{to}; humanlike-tui "
+                                 "never follows links inside its store, so nothing was changed. Remove the link "
+                                 f"({path}) and try again")
 
     def release(self) -> None:
         """Let go of the lock if this object holds it (never another process's)."""
@@ -237,7 +271,7 @@ def create_run(cfg: Config, name: str | None = None) -> Run:
     sweep_trash(root)
     run_dir = root / run_id
     suffix = 1
-    while run_dir.exists():  # two runs in one second, or a --name taken: never reuse a folder
+    while os.path.lexists(run_dir):  # two runs in one second, or a --name taken: never reuse a folder
         suffix += 1
         tail = f"-{suffix}"  # a 100-character name stays a valid name with its suffix
         run_dir = root / f"{run_id[:MAX_NAME - len(tail)].rstrip('.-_') or 'run'}{tail}"
@@ -288,7 +322,7 @@ def rename_run(name: str, new_name: str) -> Run:
     run = get_run(name)
     new_name = check_name(new_name)
     target = runs_dir() / new_name
-    if target.exists():
+    if os.path.lexists(target):  # a dangling link too
         raise StoreError(f"a run named {new_name!r} already exists; choose another name")
     try:
         run.acquire("rename it")  # refused while it trains
@@ -325,7 +359,6 @@ def delete_run(name: str) -> None:
 
 
 def _os_reason(exc: OSError) -> str:
-    import errno
 
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
