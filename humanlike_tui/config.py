@@ -74,7 +74,8 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = opt("HumanLLMs/Human-Like-DPO-Dataset", "Hub id, local .json/.jsonl/.parquet/.csv, or builtin:sample")
+    source: str = opt("HumanLLMs/Human-Like-DPO-Dataset", "Hub id, local .json/.jsonl/.parquet/.csv, builtin:sample, "
+                      "or picks:NAME (your Chat picks, the newest fifth held out)")
     split: str = opt("train", "Split to read from a hub data set")
     prompt_column: str = opt("prompt", "Column with the user's message")
     chosen_column: str = opt("chosen", "Column with the human-like answer (the one we learn)")
@@ -86,6 +87,8 @@ class DataConfig:
     eval_fraction: float = opt(0.05, "Share of prompts held out for evaluation", min=0, max=0.5)
     train_on_prompt: bool = opt(False, "Also learn the prompt tokens (the original recipe did; usually worse)")
     max_rows: int = opt(0, "Use at most this many rows (0 = all)", min=0, max=MAX_COUNT)
+    mix: tuple[str, ...] = opt((), "More sources mixed into data.source, each 'SOURCE' or 'SOURCE*WEIGHT' (its rows "
+                               "count WEIGHT times), e.g. ['picks:my-picks*4']; same column names as data.source")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class TrainConfig:
     seed: int = opt(42, "Seed for data order, LoRA init and dropout", min=0, max=MAX_SEED)
     price_per_kwh: float = opt(0.30, "Electricity price for the energy cost shown while training", min=0,
                               max=1000)
+    from_run: str = opt("", "Start the LoRA from this finished run's adapter (a new run; that run is left as it is); "
+                        "empty = a fresh LoRA. `train --from RUN` sets it")
     report_to: tuple[str, ...] = opt((), "Also log every step/eval figure to: tensorboard (run folder/tensorboard), "
                                      "wandb (offline unless WANDB_MODE says otherwise); empty = only metrics.jsonl")
 
@@ -258,6 +263,57 @@ def _num(x: float) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
+# ---- picks (the Chat screen's preferences) as training data: names and the data.mix syntax ----------------
+PICKS_PREFIX = "picks:"
+DEFAULT_PICKS = "my-picks"
+MAX_MIX_WEIGHT = 1000.0
+
+
+def picks_name_problem(name: str) -> str:
+    """Why `name` cannot name a picks collection ('' when it can): it becomes a file name."""
+    if not name:
+        return f"a picks collection needs a name, e.g. {PICKS_PREFIX}{DEFAULT_PICKS}"
+    if len(name) > 100 or not (name[0].isascii() and name[0].isalnum()) or \
+            not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
+        return ("a picks collection name is 1-100 letters, digits, '.', '_' or '-', starting with a letter or "
+                f"digit, e.g. {DEFAULT_PICKS}")
+    return ""
+
+
+def parse_mix_entry(entry: str) -> tuple[str, float]:
+    """'picks:my-picks*4' -> ('picks:my-picks', 4.0); 'rows.jsonl' -> ('rows.jsonl', 1.0). ConfigError when
+    the weight is not a positive number."""
+    source, star, weight = entry.strip().rpartition("*")
+    if not star:
+        return entry.strip(), 1.0
+    try:
+        value = float(weight)
+    except ValueError:
+        raise ConfigError(f"data.mix: {entry!r}: the weight after '*' must be a number, e.g. "
+                          f"'{source.strip() or 'picks:my-picks'}*4'") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_MIX_WEIGHT:
+        raise ConfigError(f"data.mix: {entry!r}: the weight must be > 0 and <= {_num(MAX_MIX_WEIGHT)}, "
+                          f"got {weight.strip()}")
+    return source.strip(), value
+
+
+def mix_problems(entries: tuple[str, ...]) -> list[str]:
+    problems = []
+    for entry in entries:
+        try:
+            source, _ = parse_mix_entry(entry)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if not source:
+            problems.append(f"data.mix: {entry!r}: name a source before '*', e.g. 'picks:my-picks*4'")
+        elif source.startswith(PICKS_PREFIX) and picks_name_problem(source[len(PICKS_PREFIX):]):
+            problems.append(f"data.mix: {entry!r}: {picks_name_problem(source[len(PICKS_PREFIX):])}")
+        elif source.startswith("builtin:") and source not in BUILTIN_DATA:
+            problems.append(f"data.mix: {entry!r}: unknown builtin data set; choose {' or '.join(BUILTIN_DATA)}")
+    return problems
+
+
 def _cross_checks(cfg: Config) -> list[str]:
     """Choices that are fine alone but not together."""
     problems = []
@@ -271,6 +327,9 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("data.source: must not be empty (a hub id, a local file, or builtin:sample)")
     elif source.startswith("builtin:") and source not in BUILTIN_DATA:
         problems.append(f"data.source: unknown builtin data set {source!r}; choose {' or '.join(BUILTIN_DATA)}")
+    elif source.startswith(PICKS_PREFIX) and picks_name_problem(source[len(PICKS_PREFIX):]):
+        problems.append(f"data.source: {source!r}: {picks_name_problem(source[len(PICKS_PREFIX):])}")
+    problems += mix_problems(cfg.data.mix)
     for key, value in (("model.name", name), ("data.source", source)):
         problem = _name_too_long(value)
         if problem:

@@ -3,6 +3,7 @@ every row checked, bad ones dropped and counted with the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from humanlike_tui.config import DataConfig
+from humanlike_tui.engine.data import sources
 from humanlike_tui.errors import DataError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -48,6 +50,8 @@ class Row:
 def load_records(dcfg: DataConfig, counts: DataCounts) -> Iterable[Any]:
     """Raw records from the builtin sample, a local file, or the hub. Undecodable lines are counted."""
     source = dcfg.source.strip()
+    if sources.is_picks(source):  # the Chat screen's picks: the older four fifths (sources.py)
+        return sources.picks_records(source, dcfg, counts)
     if source == "builtin:sample":
         text = resources.files("humanlike_tui.data").joinpath("sample.jsonl").read_text(encoding="utf-8")
         return list(_jsonl_records(text.splitlines(), counts))
@@ -250,6 +254,20 @@ def reasons_text(counts: DataCounts) -> str:
 
 
 def load_rows(dcfg: DataConfig, need_rejected: bool = False) -> tuple[list[Row], DataCounts]:
+    if dcfg.mix:
+        return mixed_rows(dcfg, need_rejected)
     counts = DataCounts(source=dcfg.source)
     rows = check_rows(load_records(dcfg, counts), dcfg, counts, need_rejected)
+    return rows, counts
+
+
+def mixed_rows(dcfg: DataConfig, need_rejected: bool = False) -> tuple[list[Row], DataCounts]:
+    """data.source plus each data.mix source, each checked on its own and counted its weight times."""
+    counts = DataCounts(source=sources.mix_name(dcfg))
+    rows: list[Row] = []
+    for i, (source, weight) in enumerate([(dcfg.source, 1.0)] + sources.mix_entries(dcfg)):
+        part, part_counts = load_rows(dataclasses.replace(dcfg, source=source, mix=()), need_rejected)
+        counts.rows_read += part_counts.rows_read
+        counts.dropped.update(part_counts.dropped)
+        rows += sources.weighted(part, weight, seed=i)
     return rows, counts
