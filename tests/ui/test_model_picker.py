@@ -5,6 +5,7 @@ c cancels, and d again resumes."""
 
 from __future__ import annotations
 
+from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
 from humanlike_tui.ui.screens.config import ConfigScreen
@@ -117,3 +118,32 @@ async def test_at_80x24_every_column_and_the_buttons_are_in_view():
             region = picker.query_one(widget).region
             assert region.height > 0 and screen.contains_region(region), widget
         assert "…" in cell(table, "HuggingFaceTB/SmolLM2-1.7B-Instruct", "model")  # cut with a mark, not mid-word
+
+
+async def test_a_download_without_internet_says_so_and_what_works_offline(monkeypatch):
+    """The picker said 'unexpected error: LocalEntryNotFoundError: ... Name or service not known'. Here the
+    real model service runs (ui/services.py, engine/models/download.py) over a hub that cannot be reached."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from humanlike_tui.ui.services import EngineModels
+
+    def unreachable(repo_id, **kw):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub") from \
+            OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    app = build(initial_screen="config", models=EngineModels())
+    async with app.run_test(size=(80, 24)) as pilot:
+        picker = await open_picker(pilot)
+        await highlight(pilot, picker, "microsoft/phi-2")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: picker.downloading is None and "phi-2:" in picker.download_note,
+                         what="the download's end")
+        note = picker.download_note
+        assert "no connection: huggingface.co cannot be reached" in note and "builtin:smollm2-135m" in note
+        assert "unexpected error" not in note and "LocalEntryNotFoundError" not in note
+        box = picker.query_one(Vertical).region
+        for widget in ("#model-status", "#choose", "#close"):  # the longer note leaves the buttons in view
+            assert box.contains_region(picker.query_one(widget).region), widget

@@ -91,3 +91,28 @@ def test_training_fetches_a_hub_model_with_progress_lines(hub, monkeypatch):
     cfg = load_preset("demo").replace(**{"model.name": "org/model"})
     assert loading.resolve_model_path(cfg, lines.append) == "org/model"
     assert any(line.startswith("downloading org/model: ") and " of " in line and "/s" in line for line in lines), lines
+
+
+def unreachable_hub(repo_id, **kw):
+    """What huggingface_hub raises when the hub cannot be reached and nothing is cached."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        raise OSError("[Errno -2] Name or service not known")
+    except OSError as cause:
+        raise LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub") from cause
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_no_connection_says_so_and_what_works_offline(monkeypatch, capsys, offline):
+    """It said 'unexpected error: LocalEntryNotFoundError: ... Name or service not known' (the model picker)."""
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    with pytest.raises(D.ModelError) as caught:
+        D.download_model("org/model")
+    text = str(caught.value)
+    assert ("offline mode is on" if offline else "no connection: huggingface.co cannot be reached") in text
+    assert "org/model is not in the Hugging Face cache" in text
+    assert "builtin:smollm2-135m" in text and "builtin:tiny-phi" in text and "local model folder" in text
+    assert main(["download", "org/model"]) == 2  # the user's situation, not a bug
+    assert "LocalEntryNotFoundError" not in capsys.readouterr().err

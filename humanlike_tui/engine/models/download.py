@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from humanlike_tui.errors import HumanlikeError
+from humanlike_tui.errors import HumanlikeError, ModelError
 
 # Weights in other formats than safetensors are never loaded here (a pickle can run code): skip them.
 IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.onnx_data", "*.gguf",
@@ -43,12 +43,22 @@ def download_model(name: str, revision: str | None = None, *,
                    progress: Callable[[DownloadProgress], None] = lambda p: None,
                    stop: threading.Event | None = None, clock: Callable[[], float] = time.monotonic) -> Path:
     """Fetch hub model `name` into the Hugging Face cache (resuming what an earlier try left) and return its
-    snapshot folder. Raises DownloadCancelled when `stop` is set, the hub's own errors otherwise."""
+    snapshot folder. Raises DownloadCancelled when `stop` is set, ModelError (no connection, and what works
+    offline) when the hub cannot be reached, the hub's own errors otherwise."""
     from huggingface_hub import snapshot_download
 
+    from humanlike_tui.engine.models.hub import is_connection_failure, no_connection_text
+
     meter = _Meter(progress, stop or threading.Event(), clock)
-    folder = snapshot_download(name, revision=revision or None, ignore_patterns=IGNORE_PATTERNS,
-                               tqdm_class=meter.bar_class())
+    try:
+        folder = snapshot_download(name, revision=revision or None, ignore_patterns=IGNORE_PATTERNS,
+                                   tqdm_class=meter.bar_class())
+    except DownloadCancelled:
+        raise
+    except Exception as exc:
+        if is_connection_failure(exc):  # not "unexpected error: LocalEntryNotFoundError: ..."
+            raise ModelError(no_connection_text(name)) from None
+        raise
     meter.finish()
     return Path(folder)
 

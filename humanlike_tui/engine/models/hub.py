@@ -60,6 +60,38 @@ def cached_anything(repo_id: str, repo_type: str) -> bool:
         return True
 
 
+# What needs no network, said wherever a hub fetch fails for want of one (download, the model picker).
+OFFLINE_CHOICES = ("Offline, these work: builtin:smollm2-135m (a real chat model, preset smol-cpu), builtin:tiny-phi "
+                   "(preset demo), a local model folder, or a model already in the cache")
+
+
+def no_connection_text(repo_id: str) -> str:
+    """Why hub model `repo_id` cannot be fetched now (no connection, or offline mode on), and what works
+    without the hub. One text for every place that downloads: `download`, the workbench's model picker."""
+    if offline_mode():
+        why = "offline mode is on (HF_HUB_OFFLINE=1)"
+    else:
+        why = f"no connection: {hub_address()[0]} cannot be reached"
+    return (f"{why} and {repo_id} is not in the Hugging Face cache, so it cannot be downloaded now. "
+            f"{OFFLINE_CHOICES}. A later download resumes what was fetched.")
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether a hub call failed for want of a connection (or because offline mode forbids one), not for a
+    wrong name or a gated repo. huggingface_hub says LocalEntryNotFoundError when it could not connect and
+    nothing is cached; underneath are httpx/requests connect errors and socket errors."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectTimeout",
+                    "ConnectionError") or isinstance(e, (ConnectionError, socket.gaierror, socket.timeout)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def fail_fast_if_unreachable(repo_id: str, repo_type: str, error: Callable[[str], Exception]) -> None:
     """Raise `error(reason)` at once when the repo is not cached and the hub cannot be reached."""
     if cached_anything(repo_id, repo_type) or hub_reachable():
