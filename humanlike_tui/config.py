@@ -24,7 +24,7 @@ BUILTIN_DATA = ("builtin:sample",)
 QUANT_MODES = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
 TEMPLATES = ("auto", "instruct", "chat")
-METHODS = ("sft", "dpo", "sft+dpo")
+METHODS = ("sft", "dpo", "sft+dpo", "orpo", "simpo")
 REPORTERS = ("tensorboard", "wandb")  # train.report_to: where step/eval figures go besides metrics.jsonl
 SCHEDULERS = ("cosine", "linear", "constant")
 # Every number has both limits: NaN, infinity and huge values fail here, with the key and the range,
@@ -93,8 +93,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = opt("sft", "sft = imitate chosen; dpo = prefer chosen over rejected; sft+dpo = both in turn",
-                      choices=METHODS)
+    method: str = opt("sft", "sft = imitate chosen; dpo = prefer chosen over rejected (against a reference: the "
+                      "base); sft+dpo = both in turn; orpo = SFT on chosen + an odds-ratio preference term, one "
+                      "stage; simpo = prefer chosen by mean log-prob per token with a target margin (orpo and "
+                      "simpo need no reference pass: cheaper steps)", choices=METHODS)
     max_steps: int = opt(600, "Optimizer steps in the whole run", min=1, max=MAX_STEPS)
     sft_steps: int = opt(0, "With sft+dpo: SFT steps before DPO (0 = half of max_steps)", min=0, max=MAX_STEPS)
     learning_rate: float = opt(2e-4, "Peak learning rate", min=0, max=1, min_exclusive=True)
@@ -109,6 +111,13 @@ class TrainConfig:
     vram_limit_gib: float = opt(0.0, "GPU memory the engine may plan a step for, GiB (0 = what is free, at most "
                                 "7.5 so the defaults suit an 8 GB card; raise it on a bigger card)", min=0, max=4096)
     dpo_beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", min=0, max=10, min_exclusive=True)
+    orpo_lambda: float = opt(0.1, "ORPO lambda: weight of the odds-ratio preference term beside the SFT loss on "
+                             "chosen (TRL's default 0.1; the SFT loss covers the prompt too with "
+                             "data.train_on_prompt, as TRL's does)", min=0, max=100, min_exclusive=True)
+    simpo_beta: float = opt(2.0, "SimPO beta: scale of the mean log-prob margin (the paper's and TRL's SimPO "
+                            "recipe: 2.0)", min=0, max=100, min_exclusive=True)
+    simpo_gamma: float = opt(1.0, "SimPO gamma: target margin the scaled margin must beat (paper: gamma / beta "
+                             "= 0.5)", min=0, max=100)
     eval_every: int = opt(50, "Evaluate every N steps (0 = only at the end)", min=0, max=MAX_STEPS)
     eval_max_rows: int = opt(64, "Evaluate on at most this many held-out rows", min=1, max=MAX_COUNT)
     save_every: int = opt(100, "Checkpoint every N steps (0 = only on stop/pause/end)", min=0, max=MAX_STEPS)

@@ -70,7 +70,7 @@ class Step(Event):
     tokens_seen: int
     elapsed_s: float
     eta_s: float
-    phase: str = "sft"  # sft | dpo
+    phase: str = "sft"  # sft | dpo | orpo | simpo
     memory_allocated: int = 0
     memory_reserved: int = 0
     metrics: dict[str, float] = field(default_factory=dict)

@@ -27,12 +27,32 @@ from humanlike_tui.engine.training.reference import DpoReference
 from humanlike_tui.engine.training.reporting import MetricReporters, open_reporters
 from humanlike_tui.engine.training.schedule import lr_at, phase_of
 from humanlike_tui.engine.training.steps import StepRunner
+from humanlike_tui.engine.training import warm_start
 from humanlike_tui.errors import InputError, TrainingError
 from humanlike_tui.events import CheckpointSaved, DataReport, Emit, Eval, Log, Step, Stopped
 from humanlike_tui.engine.storage import files
 
+# Per-pair sums a preference step returns (already divided by the step's pairs), summed across processes.
+PAIR_STATS = ("chosen_sum", "rejected_sum", "correct", "logp_chosen_sum", "logp_rejected_sum", "nll_sum",
+              "log_odds_sum")
 RATE_WINDOW = 20  # steps averaged for tokens/s and the ETA
 STEP_GAP_S = 600.0  # power is read once per step: bridge steps up to this long
+
+
+def pair_metrics(phase: str, s: dict[str, float]) -> dict[str, float]:
+    """A preference step's figures: rewards (DPO: beta x log-ratio to the reference; SimPO: beta x mean log-prob
+    per answer token; ORPO: lambda x mean log-prob, as TRL logs them), their margin and accuracy; for ORPO and
+    SimPO also the mean log-probs themselves, for ORPO its SFT loss and log odds ratio."""
+    if phase not in ("dpo", "orpo", "simpo"):
+        return {}
+    out = {"reward_chosen": s["chosen_sum"], "reward_rejected": s["rejected_sum"],
+           "reward_margin": s["chosen_sum"] - s["rejected_sum"], "reward_accuracy": s["correct"]}
+    if phase != "dpo":
+        out |= {"logp_chosen": s["logp_chosen_sum"], "logp_rejected": s["logp_rejected_sum"],
+                "logp_margin": s["logp_chosen_sum"] - s["logp_rejected_sum"]}
+    if phase == "orpo":
+        out |= {"nll_loss": s["nll_sum"], "log_odds_ratio": s["log_odds_sum"]}
+    return out
 
 
 class Trainer:
@@ -64,6 +84,8 @@ class Trainer:
         cfg = self.cfg
         dpo = cfg.train.method != "sft"
         rows, counts = D.load_rows(cfg.data, need_rejected=dpo)
+        if cfg.train.from_run:
+            warm_start.start_adapter_dir(cfg)  # a missing or unfit start fails before the slow model load
         self.precision = M.resolve_precision(cfg, "cuda" if torch.cuda.is_available() else "cpu")
         cuda = self.precision.device == "cuda"
         self.device = torch.device("cuda", self.dist.local_rank) if cuda else torch.device("cpu")
@@ -84,16 +106,21 @@ class Trainer:
         self.passes = plan_for_device(cfg, model.config, self.precision, self.device, self.lengths, dpo, self.log)
         torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised from this
         self.model = M.attach_lora(cfg, model, self.passes.checkpointing)
+        if cfg.train.from_run:  # train --from RUN: that run's adapter is the start (warm_start.py)
+            warm_start.load_start_adapter(self.model, cfg, self.log)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                 fused=cuda, foreach=None if cuda else True)
         scaler = torch.amp.GradScaler("cuda") if self.precision.needs_scaler else None
         budget = max(self.passes.budget, max(self.lengths) * (2 if dpo else 1))
         self.reference = DpoReference(self.model)
+        if cfg.train.from_run and cfg.train.method == "dpo":
+            self.reference.snapshot()  # DPO nudges away from the starting adapter, not from the bare base
         self.steps = StepRunner(cfg, self.model, self.tok, self.device, self.precision.autocast_context,
                                 self.train_set, params, opt, scaler, self.dist, self.reference, budget, self.emit)
+        uses_reference = cfg.train.method in ("dpo", "sft+dpo")  # orpo and simpo are reference-free
         self.heldout = HeldOut(cfg, self.model, self.tok, self.device, self.precision.autocast_context, eval_set,
-                               self.steps.pair_logps, self.reference if dpo else None)
+                               self.steps.pair_logps, self.reference if uses_reference else None)
         self.trainable, self.total = M.count_parameters(self.model)
 
     # checkpoints ---------------------------------------------------------------------------------
@@ -150,13 +177,10 @@ class Trainer:
         norm = self.steps.update(lr_at(cfg, step))
         # The one host sync of the step: everything below is for logging.
         local = [float(stats.get("loss_sum", 0.0)), float(tokens)]  # a rank may get no sample this step
-        extra = [float(stats.get(k, 0.0)) for k in ("chosen_sum", "rejected_sum", "correct")]
+        extra = [float(stats.get(k, 0.0)) for k in PAIR_STATS]
         summed = sum_across(local + extra, self.dist, self.device)
         loss, tokens_all = summed[0], int(summed[1])
-        metrics = {"grad_norm": float(norm)}
-        if phase == "dpo":
-            metrics |= {"reward_chosen": summed[2], "reward_rejected": summed[3],
-                        "reward_margin": summed[2] - summed[3], "reward_accuracy": summed[4]}
+        metrics = {"grad_norm": float(norm)} | pair_metrics(phase, dict(zip(PAIR_STATS, summed[2:])))
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {step + 1}; lower train.learning_rate "
                                 "(the last checkpoint is kept, resume from it with a lower rate)")

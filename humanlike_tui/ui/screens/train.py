@@ -210,10 +210,11 @@ class TrainScreen(Screen):
         elif chart == "grad":
             metric.show("gradient norm (before clipping)", [("grad norm", t.grad_norms, "orange", "left")], total)
         else:
-            metric.show("DPO reward margin (left) and accuracy (right)",
+            name = {"orpo": "ORPO", "simpo": "SimPO"}.get(t.method, "DPO")  # reference-free: no reference pass
+            metric.show(f"{name} reward margin (left) and accuracy (right)",
                         [("margin", t.reward_margins, "magenta", "left"),
                          ("accuracy", t.reward_accuracies, "cyan", "right")], total,
-                        empty="DPO steps only" if t.method in ("", "dpo", "sft+dpo") else "this is an SFT run")
+                        empty=f"{name} steps only" if t.method != "sft" else "this is an SFT run")
 
     def _append_log(self, t: RunTracker) -> None:
         new = t.log_total - self._log_shown
