@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--resume", metavar="RUN", help="continue run RUN from its last checkpoint "
                         "(its own config; --set may change e.g. train.max_steps)")
+    parser.add_argument("--from", dest="from_run", metavar="RUN",
+                        help="a new run that starts from finished run RUN's adapter (RUN is left as it is); its "
+                             "config unless --config/--preset, e.g. --from warm --set data.source=picks:my-picks")
     parser.add_argument("--name", metavar="NAME", help="name of the new run (default: date-model-method)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -29,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The config to train with. On resume: the run's own config, with --set applied."""
+    if getattr(args, "from_run", None):
+        return from_run_config(args)
     if args.resume:
         from humanlike_tui import config as cfgmod
         from humanlike_tui.engine.storage import runs as store
@@ -37,6 +42,24 @@ def resolve_config(args: argparse.Namespace):
             print("note: --resume uses the run's own config; --config/--preset are ignored", file=sys.stderr)
         return cfgmod.apply_overrides(store.get_run(args.resume).config(), args.overrides)
     return config_from_args(args, default_preset="gaming-8gb")
+
+
+def from_run_config(args: argparse.Namespace):
+    """train --from RUN: RUN's own config (or --config/--preset) with --set, starting from RUN's adapter."""
+    from humanlike_tui import config as cfgmod
+    from humanlike_tui.engine.storage import runs as store
+    from humanlike_tui.errors import InputError
+
+    if args.resume:
+        raise InputError("--from starts a new run and --resume continues one; give only one of them")
+    run = store.get_run(args.from_run)
+    if not store.is_complete(run.adapter_dir):
+        raise InputError(f"--from {run.run_id}: that run has no finished adapter (it is {run.status()}); finish "
+                         f"it (train --resume {run.run_id}) or start from another run")
+    cfg = config_from_args(args, default_preset=None) or run.config()
+    if not (args.config or args.preset):
+        cfg = cfgmod.apply_overrides(cfg, args.overrides)
+    return cfg.replace(**{"train.from_run": run.run_id})
 
 
 class ProgressListener:
