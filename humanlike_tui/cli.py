@@ -21,6 +21,7 @@ COMMANDS = {
     "chat": "answer a prompt with the base model and an adapter, side by side",
     "eval": "human-likeness scorecard of an adapter against its base model",
     "adapters": "list, rename, delete and export trained adapters",
+    "picks": "list, show, export and delete the answers you picked on the Chat screen",
     "bench": "benchmark the original recipe against this engine",
     "serve": "a local OpenAI-compatible server (chat completions, streaming) for an adapter",
     "download": "fetch a hub model into the cache with progress (resumes an interrupted download)",
