@@ -24,6 +24,9 @@ BUILTIN_DATA = ("builtin:sample",)
 QUANT_MODES = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
 TEMPLATES = ("auto", "instruct", "chat")
+# data.format: what a row looks like (auto = told from each row's fields); see engine/data/conversation.py
+DATA_FORMATS = ("auto", "prompt_chosen", "messages", "sharegpt", "preference_messages")
+LOSS_ON = ("all_assistant", "last")
 METHODS = ("sft", "dpo", "sft+dpo", "orpo", "simpo")
 REPORTERS = ("tensorboard", "wandb")  # train.report_to: where step/eval figures go besides metrics.jsonl
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -87,6 +90,13 @@ class DataConfig:
     eval_fraction: float = opt(0.05, "Share of prompts held out for evaluation", min=0, max=0.5)
     train_on_prompt: bool = opt(False, "Also learn the prompt tokens (the original recipe did; usually worse)")
     max_rows: int = opt(0, "Use at most this many rows (0 = all)", min=0, max=MAX_COUNT)
+    format: str = opt("auto", "Row shape: auto (told from each row), prompt_chosen (prompt/chosen/rejected), messages "
+                      "(OpenAI role/content list), sharegpt (conversations with from/value), preference_messages "
+                      "(messages history + chosen/rejected final answers)", choices=DATA_FORMATS)
+    loss_on: str = opt("all_assistant", "In conversations, learn every assistant turn or only the last one "
+                       "(never system or user text)", choices=LOSS_ON)
+    system_prompt: str = opt("", "Persona: a system message for rows without one, saved with the run and used by "
+                             "chat, serve, eval and exports (empty = none)")
     mix: tuple[str, ...] = opt((), "More sources mixed into data.source, each 'SOURCE' or 'SOURCE*WEIGHT' (its rows "
                                "count WEIGHT times), e.g. ['picks:my-picks*4']; same column names as data.source")
 

@@ -54,7 +54,8 @@ def test_history_is_earlier_training_examples_then_the_prompt(tok):
         + D.format_prompt("And you?", "instruct", tok)
     assert text == expected  # the turn with an empty answer (stopped before a word) is left out
     chat = format_conversation("And you?", [("Hi", "Hey there!")], "chat", tok)
-    assert chat == "<|user|>\nHi\n<|assistant|>\nHey there!\n<|user|>\nAnd you?\n<|assistant|>\n"
+    # The tiny model's template closes no assistant turn, so each answer ends with EOS, as it is trained.
+    assert chat == "<|user|>\nHi\n<|assistant|>\nHey there!<|endoftext|>\n<|user|>\nAnd you?\n<|assistant|>\n"
 
 
 def test_end_marker_is_held_back_then_cut():

@@ -8,3 +8,5 @@ from humanlike_tui.engine.data.formatting import (INSTRUCT_PROMPT, INSTRUCT_END,
 from humanlike_tui.engine.data.loading import (LOCAL_SUFFIXES, MAX_FIELD_CHARS, DataCounts, Row, load_records,
                                                check_rows, READ_PROBLEMS, FIXES, reasons_text, load_rows)
 from humanlike_tui.engine.data.preview import DataPreview, preview
+from humanlike_tui.engine.data.conversation import (SYSTEM, USER, ASSISTANT, SHAPES, Rendered, Encoded, with_system,
+                                                    render as render_conversation, encode as encode_conversation)

@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 from humanlike_tui.engine.data.loading import Row
+# The template rules live in templates.py (below this module and conversation.py); re-exported here.
+from humanlike_tui.engine.data.templates import INSTRUCT_END, INSTRUCT_PROMPT, chat_turn_end, resolve_template  # noqa: F401
 from humanlike_tui.errors import DataError
 
-INSTRUCT_PROMPT = "### Instruct:\n{prompt}\n\n### Output:\n"
 
-
-INSTRUCT_END = "\n### End"
-
-
-def resolve_template(template: str, tokenizer=None) -> str:
-    """`auto` (the default) is the model's own chat template when its tokenizer has one, else instruct."""
-    if template != "auto":
-        return template
-    return "chat" if getattr(tokenizer, "chat_template", None) else "instruct"
-
-
-def chat_turn_end(tokenizer) -> str | None:
-    """The token that closes an assistant turn in the tokenizer's chat template ('<|im_end|>',
-    '<end_of_turn>', '<|eot_id|>', '<|end|>' ...), read off the template itself; None if it adds nothing."""
-    marker = "\u2063answer\u2063"
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
-                                              {"role": "assistant", "content": marker}], tokenize=False)
-    except Exception:  # noqa: BLE001 - a template that cannot render this is treated as having no end token
-        return None
-    tail = text.split(marker, 1)[1].strip() if marker in text else ""
-    if not tail:
-        return None
-    first = tail.split()[0]
-    ids = tokenizer(first, add_special_tokens=False)["input_ids"]
-    return first if len(ids) == 1 else None
-
-
-def format_prompt(prompt: str, template: str, tokenizer=None) -> str:
-    """The text the model sees before its answer, exactly as in training and in chat."""
+def format_prompt(prompt: str, template: str, tokenizer=None, system: str = "") -> str:
+    """The text the model sees before its answer, exactly as in training and in chat; with a persona
+    (data.system_prompt) the system message comes first (folded into the prompt where the template has
+    no system role)."""
     template = resolve_template(template, tokenizer)
+    if system.strip():
+        from humanlike_tui.engine.data.conversation import SYSTEM, USER, render
+
+        return render([(SYSTEM, system), (USER, prompt)], template, tokenizer, generation_prompt=True).text
     if template == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise DataError("data.template: 'chat' needs a model with a chat template; this one has none, "

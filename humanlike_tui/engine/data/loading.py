@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from humanlike_tui.config import DataConfig
+from humanlike_tui.engine.data import conversation as C
 from humanlike_tui.engine.data import sources
 from humanlike_tui.errors import DataError
 
@@ -32,19 +33,26 @@ class DataCounts:
     eval_rows: int = 0
     tokens_mean: float = 0.0
     tokens_max: int = 0
+    shapes: Counter = field(default_factory=Counter)  # usable rows per shape (prompt_chosen, messages, ...)
+    shortened: int = 0  # conversations longer than data.max_length that kept their most recent turns
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "rows_read": self.rows_read, "rows_kept": self.rows_kept,
                 "dropped": dict(sorted(self.dropped.items())), "train_rows": self.train_rows,
                 "eval_rows": self.eval_rows, "tokens_mean": round(self.tokens_mean, 1),
-                "tokens_max": self.tokens_max}
+                "tokens_max": self.tokens_max, "shapes": dict(sorted(self.shapes.items())),
+                "shortened": self.shortened}
 
 
 @dataclass(frozen=True)
 class Row:
-    prompt: str
+    prompt: str  # the (last) user message
     chosen: str
     rejected: str | None
+    # A conversation's turns before the final answer, (role, text) from the system message or the first user
+    # turn to the last user turn; empty for a prompt/chosen row (see conversation.py).
+    messages: tuple[tuple[str, str], ...] = ()
+    shape: str = "prompt_chosen"
 
 
 def load_records(dcfg: DataConfig, counts: DataCounts) -> Iterable[Any]:
@@ -189,21 +197,30 @@ def check_rows(records: Iterable[Any], dcfg: DataConfig, counts: DataCounts, nee
         if not isinstance(rec, dict):
             counts.dropped["not an object"] += 1
             continue
-        seen_any_column |= any(c in rec for c in columns)
-        reason = _row_problem(rec, columns)
-        if reason:
+        shape = C.shape_of(rec, dcfg.format, dcfg.prompt_column, dcfg.chosen_column)
+        if shape != "prompt_chosen":
+            seen_any_column |= any(k in rec for k in CONVERSATION_FIELDS + (dcfg.prompt_column,))
+            row, reason = conversation_row(rec, shape, dcfg, need_rejected)
+        else:
+            seen_any_column |= any(c in rec for c in columns)
+            reason = _row_problem(rec, columns)
+            rejected = rec.get(dcfg.rejected_column) if dcfg.rejected_column else None
+            row = None if reason else Row(
+                rec[dcfg.prompt_column], rec[dcfg.chosen_column],
+                rejected if isinstance(rejected, str) and rejected.strip() and _encodable(rejected) else None)
+        if row is None:
             counts.dropped[reason] += 1
             continue
-        rejected = rec.get(dcfg.rejected_column) if dcfg.rejected_column else None
-        rows.append(Row(rec[dcfg.prompt_column], rec[dcfg.chosen_column],
-                        rejected if isinstance(rejected, str) and rejected.strip() and _encodable(rejected) else None))
+        counts.shapes[shape] += 1
+        rows.append(row)
         if dcfg.max_rows and len(rows) >= dcfg.max_rows:
             break
     unreadable = sum(counts.dropped[r] for r in READ_PROBLEMS)
     if counts.rows_read == 0 or (not rows and not seen_any_column and unreadable < counts.rows_read):
         raise DataError(f"data.source: no rows with the columns {', '.join(map(repr, columns))} in "
                         f"{counts.source}; set data.prompt_column / chosen_column / rejected_column to the "
-                        "names your data uses")
+                        "names your data uses, or give conversations as 'messages' (role/content) or "
+                        "'conversations' (from/value) lists")
     if not rows:
         fixes = [FIXES[r] for r, _ in counts.dropped.most_common() if r in FIXES]
         fix = "; ".join(dict.fromkeys(fixes + [f"every row needs non-empty text fields {', '.join(columns)}"]))
@@ -221,7 +238,49 @@ FIXES = {"not UTF-8": "save the file as UTF-8 text",
                                 '{"prompt": "...", "chosen": "...", "rejected": "..."}',
          "JSON nested too deep": "rows must be flat JSON objects with text fields",
          "not an object": "each row must be a JSON object with named fields",
-         "over max_length": f"rows longer than {MAX_FIELD_CHARS:,} characters are dropped; shorten or split them"}
+         "over max_length": f"rows longer than {MAX_FIELD_CHARS:,} characters are dropped; shorten or split them",
+         "unknown role": "roles are system, user or assistant (ShareGPT: system, human or gpt)",
+         "two user turns in a row": "user and assistant take turns in a conversation",
+         "two assistant turns in a row": "user and assistant take turns in a conversation",
+         "conversation ends on the user": "a training conversation ends on an assistant answer",
+         "empty turn": "every turn needs text"}
+
+# The fields that hold a conversation, in any shape.
+CONVERSATION_FIELDS = ("messages", "conversations")
+
+
+def conversation_row(rec: dict, shape: str, dcfg: DataConfig, need_rejected: bool) -> tuple[Row | None, str]:
+    """A row from a conversation record (see conversation.py for the shapes), or None and the reason."""
+    if shape == "sharegpt":
+        key, role_key, content_key = "conversations", "from", "value"
+    else:
+        key, role_key, content_key = "messages", "role", "content"
+    if shape == "preference_messages" and key not in rec and isinstance(rec.get(dcfg.prompt_column), list):
+        key = dcfg.prompt_column  # TRL's conversational preference rows: prompt/chosen/rejected as messages
+    if key not in rec:
+        return None, f"missing {key}"
+    turns, problem = C.read_turns(rec[key], role_key, content_key, MAX_FIELD_CHARS)
+    if problem:
+        return None, problem
+    if shape == "preference_messages":
+        problem = C.order_problem(turns, C.USER)
+        chosen, why = C.final_answer(rec.get(dcfg.chosen_column), MAX_FIELD_CHARS)
+        if problem or chosen is None:
+            return None, problem or (f"missing {dcfg.chosen_column}" if dcfg.chosen_column not in rec else why)
+        rejected = None
+        if dcfg.rejected_column and dcfg.rejected_column in rec:
+            rejected, why = C.final_answer(rec[dcfg.rejected_column], MAX_FIELD_CHARS)
+            if rejected is None:
+                return None, why
+        history = turns
+    else:
+        problem = C.order_problem(turns, C.ASSISTANT)
+        if problem:
+            return None, problem
+        history, chosen, rejected = turns[:-1], turns[-1][1], None
+    if need_rejected and rejected is None:
+        return None, f"missing {dcfg.rejected_column}"
+    return Row(history[-1][1], chosen, rejected, tuple(history), shape), ""
 
 
 def _row_problem(rec: dict, columns: list[str]) -> str | None:

@@ -100,6 +100,7 @@ class Generator:
         self.lock = threading.RLock()
         self.default_settings = GenSettings.from_config(config)
         self.template = D.resolve_template(config.data.template, tokenizer)  # auto -> chat or instruct
+        self.system_prompt = config.data.system_prompt  # the persona (data.system_prompt); Chat may change it
         self.markers = markers_for(self.template)
 
     @classmethod
@@ -168,7 +169,8 @@ class Generator:
         context = self.context_length()
         turns = [(t.prompt, t.answer(side)) for t in history if t.answer(side).strip()]
         while True:
-            text = format_conversation(prompt, turns, self.template, self.tok)
+            text = format_conversation(prompt, turns, self.template, self.tok,
+                                       system=self.system_prompt)
             ids = list(self.tok(text, add_special_tokens=False)["input_ids"])  # as in training: no extra BOS
             room = context - len(ids)
             if room >= settings.max_new_tokens or not turns:

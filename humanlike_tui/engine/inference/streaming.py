@@ -23,25 +23,26 @@ def cut_answer_text(text: str, template: str) -> str:
     return split_at_marker(text, markers_for(template), final=True)[0].strip()
 
 
-def format_conversation(prompt: str, history: Sequence[tuple[str, str]], template: str, tokenizer=None) -> str:
-    """The text before the new answer: earlier (prompt, answer) turns, then the prompt as in training.
+def conversation_turns(prompt: str, history: Sequence[tuple[str, str]], system: str = "") -> list[tuple[str, str]]:
+    """(role, text) turns of a chat: the persona, earlier (prompt, answer) turns with an answer, the prompt."""
+    turns: list[tuple[str, str]] = []
+    for p, a in history:
+        if a.strip():  # a turn stopped before its first word is left out
+            turns += [(D.USER, p), (D.ASSISTANT, a)]
+    return D.with_system(turns + [(D.USER, prompt)], system)
 
-    With no history this is exactly `data.format_prompt(prompt, template, tokenizer)`."""
+
+def format_conversation(prompt: str, history: Sequence[tuple[str, str]], template: str, tokenizer=None,
+                        system: str = "") -> str:
+    """The text before the new answer: the persona (data.system_prompt), earlier (prompt, answer) turns,
+    then the prompt, rendered by the training formatter (data.render_conversation) exactly as trained.
+
+    With no history and no persona this is exactly `data.format_prompt(prompt, template, tokenizer)`."""
     template = D.resolve_template(template, tokenizer)
-    turns = [(p, a) for p, a in history if a.strip()]
-    if not turns:
+    turns = conversation_turns(prompt, history, system)
+    if len(turns) == 1:
         return D.format_prompt(prompt, template, tokenizer)
-    if template == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            return D.format_prompt(prompt, template, tokenizer)  # raises the clear 'needs a chat template' error
-        messages = []
-        for p, a in turns:
-            messages += [{"role": "user", "content": p.strip()}, {"role": "assistant", "content": a.strip()}]
-        messages.append({"role": "user", "content": prompt.strip()})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    eos = getattr(tokenizer, "eos_token", None) or "<|endoftext|>"
-    past = "".join(D.format_example(D.Row(p, a, None), template, tokenizer, eos) for p, a in turns)
-    return past + D.format_prompt(prompt, template, tokenizer)
+    return D.render_conversation(turns, template, tokenizer, generation_prompt=True).text
 
 
 def split_at_marker(text: str, markers: Sequence[str], final: bool = False) -> tuple[str, bool]:
