@@ -58,6 +58,24 @@ def test_default_export_equals_chat(home, tmp_path, chat_logits):
     merged = AutoModelForCausalLM.from_pretrained(out)
     diff = (_logits(merged) - chat_logits).abs().max().item()
     assert diff < 1e-4, diff
+    _assert_trained_chat_template(out)
+
+
+def _assert_trained_chat_template(out) -> None:
+    """The export's tokenizer formats a conversation as training did (the demo run: the instruct template),
+    not with the base tokenizer's own '<|user|>' template."""
+    from transformers import AutoTokenizer
+
+    from humanlike_tui.engine.inference.streaming import format_conversation
+
+    tok = AutoTokenizer.from_pretrained(out)
+    one = [{"role": "user", "content": " How was your weekend? "}]
+    assert tok.apply_chat_template(one, tokenize=False, add_generation_prompt=True) == \
+        "### Instruct:\nHow was your weekend?\n\n### Output:\n"
+    two = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey you"},
+           {"role": "user", "content": "and you?"}]
+    assert tok.apply_chat_template(two, tokenize=False, add_generation_prompt=True) == format_conversation(
+        "and you?", [("hi", "hey you")], "instruct", tok)
 
 
 def test_original_export_differs_from_chat_by_the_quantization(home, tmp_path, chat_logits):

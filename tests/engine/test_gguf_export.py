@@ -191,7 +191,7 @@ def test_modelfile_and_template_pieces(phi_merged, llama_run, tmp_path):
     root, _, tok, path = phi_merged
     text = (path.parent / "Modelfile").read_text()
     assert f"FROM ./{path.name}" in text and 'PARAMETER stop "### End"' in text
-    assert 'PARAMETER stop "<|endoftext|>"' in text and "TEMPLATE \"\"\"{{- range $i, $m := .Messages }}" in text
+    assert 'PARAMETER stop "<|endoftext|>"' in text and "{{ range .Messages }}" in text
     marker = json.loads((path.parent / "humanlike_export.json").read_text())
     assert marker["format"] == "gguf" and marker["quant"] == "q8_0" and marker["template"] == "instruct"
     for template, tokenizer in (("instruct", tok), ("chat", llama_run[3])):
@@ -206,3 +206,198 @@ def test_modelfile_and_template_pieces(phi_merged, llama_run, tmp_path):
             G.export_gguf(RUN_NAME, path.parent, quant="q8_0")
         with pytest.raises(Exception, match="quant"):
             G.export_gguf(RUN_NAME, tmp_path / "other", quant="q3_k")
+
+
+def _end_of_generation_ids(path: Path) -> set[int]:
+    """The ids llama.cpp stops on (llama-vocab.cpp special_eog_ids: eos, eot, eom) and Ollama's engine
+    stops on (eos plus tokenizer.ggml.eos_token_ids)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    ids = {int(fields[k].contents()) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                                               "tokenizer.ggml.eom_token_id") if k in fields}
+    ollama = {int(fields["tokenizer.ggml.eos_token_id"].contents())}
+    ollama |= set(fields["tokenizer.ggml.eos_token_ids"].contents()) if "tokenizer.ggml.eos_token_ids" in fields else set()
+    assert ids == ollama, (ids, ollama)
+    return ids
+
+
+def _reader_answer(ids: list[int], eog: set[int], tok) -> str:
+    """What llama.cpp prints for generated `ids`: every token up to the first end-of-generation one."""
+    out = []
+    for i in ids:
+        if i in eog:
+            break
+        out.append(i)
+    return tok.decode(out, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("answer", ["", "hey you", "line one\n\nline two."])
+def test_gguf_end_of_generation_ids_cover_every_way_an_answer_ends(phi_merged, llama_run, answer):
+    """A reader stopping only on the GGUF's end-of-generation ids prints the answer and no marker text:
+    for the instruct template the trained ending (answer, '\\n### End', EOS) and a turn the model starts by
+    itself; for a chat template the turn-end token."""
+    from humanlike_tui.engine import data as D
+    from humanlike_tui.engine.inference.streaming import cut_answer_text
+
+    _, _, tok, path = phi_merged
+    eog = _end_of_generation_ids(path)
+    trained_end = list(D.encode_answer(tok, answer, "instruct"))
+    own_turn = tok(answer + "\n### Instruct:\nand you?", add_special_tokens=False)["input_ids"]
+    for ids in (trained_end, own_turn):
+        text = _reader_answer(ids, eog, tok)
+        assert "#" not in text and text.strip() == cut_answer_text(tok.decode(ids, skip_special_tokens=True),
+                                                                   "instruct") == answer
+    llama_tok = llama_run[3]
+    chat_path = llama_run[0] / "chat.gguf"
+    from humanlike_tui.engine.storage import gguf_export as G
+
+    G.write_gguf(llama_run[2], llama_tok, chat_path, quant="f16", template="chat")
+    chat_end = list(D.encode_answer(llama_tok, answer, "chat")) + [5, 6, 7]
+    assert _reader_answer(chat_end, _end_of_generation_ids(chat_path), llama_tok).strip() == answer
+
+
+def test_gguf_stops_by_itself_in_llama_cpp(phi_merged):
+    """llama.cpp itself (the llama-cpp-python binding) answers the exported run's prompts as `chat` does,
+    ending on its own without marker text."""
+    llama_cpp = pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (optional: CMAKE_ARGS='-DGGML_NATIVE=OFF "
+        "-DGGML_CUDA=OFF' pip install llama-cpp-python builds it from source in ~30 min)")
+    from humanlike_tui.engine.inference.streaming import cut_answer_text, format_conversation
+
+    root, merged, tok, path = phi_merged
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+    for prompt in ["How was your weekend?", "hi"]:
+        out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=48, temperature=0.0)
+        text = out["choices"][0]["message"]["content"]
+        ids = tok(format_conversation(prompt, [], "instruct", tok), add_special_tokens=False, return_tensors="pt")
+        generated = merged.generate(**ids, max_new_tokens=48, do_sample=False, eos_token_id=tok.eos_token_id)
+        expected = cut_answer_text(tok.decode(generated[0, ids["input_ids"].shape[1]:], skip_special_tokens=True),
+                                   "instruct")
+        assert "###" not in text and text.strip() == expected, (text, expected)
+
+
+def _go_template(text: str, data: dict) -> str:
+    """The subset of Go's text/template that our Modelfile TEMPLATE uses (if/else if/else on .System and
+    `eq .Role "..."`, range .Messages, fields, `{{-` trimming), rendered as Ollama renders it."""
+    import re
+
+    parts = re.split(r"(\{\{-?\s*.*?\s*-?\}\})", text)
+    tokens = []
+    for part in parts:
+        if part.startswith("{{"):
+            if part.startswith("{{-") and tokens and tokens[-1][0] == "text":
+                tokens[-1] = ("text", tokens[-1][1].rstrip())
+            tokens.append(("action", part.strip("{}- ")))
+        elif part:
+            tokens.append(("text", part))
+
+    def parse(i, stop=("end",)):
+        nodes = []
+        while i < len(tokens):
+            kind, value = tokens[i]
+            if kind == "text" or not (value.startswith(("if ", "range ", "else", "end"))):
+                nodes.append((kind, value))
+                i += 1
+            elif value.startswith(("else", "end")):
+                return nodes, i
+            elif value.startswith("if "):
+                branches, i = [], i
+                cond = value[3:]
+                while True:
+                    body, i = parse(i + 1)
+                    branches.append((cond, body))
+                    kind, value = tokens[i]
+                    if value == "end":
+                        break
+                    cond = value[8:] if value.startswith("else if ") else "true"
+                nodes.append(("if", branches))
+                i += 1
+            else:
+                body, i = parse(i + 1)
+                nodes.append(("range", (value[6:], body)))
+                i += 1
+        return nodes, i
+
+    def value_of(expr, scope):
+        if expr == "true":
+            return True
+        if expr.startswith("eq "):
+            field, literal = expr[3:].split(" ", 1)
+            return value_of(field, scope) == literal.strip('"')
+        return scope.get(expr.lstrip("."), "")
+
+    def run(nodes, scope):
+        out = ""
+        for kind, value in nodes:
+            if kind == "text":
+                out += value
+            elif kind == "action":
+                out += str(value_of(value, scope))
+            elif kind == "if":
+                for cond, body in value:
+                    if value_of(cond, scope):
+                        out += run(body, scope)
+                        break
+            else:
+                for item in value_of(value[0], scope):
+                    out += run(value[1], {**scope, **item})
+        return out
+
+    return run(parse(0)[0], data)
+
+
+def test_modelfile_keeps_system_messages_and_matches_the_trained_format(phi_merged, llama_run):
+    """The Modelfile's TEMPLATE, rendered as Ollama renders it, writes what the export's chat template
+    writes: a system message replaces the head (not dropped, no fixed head), and without one the
+    conversation is exactly the chat path's."""
+    from humanlike_tui.engine.inference.streaming import format_conversation
+    from humanlike_tui.engine.storage import gguf_export as G
+    from humanlike_tui.engine.storage.chat_template import render_chat
+    from humanlike_tui.records import GenSettings
+
+    conversation = [("user", "hi"), ("assistant", "hey you"), ("user", "and you?")]
+    messages = [{"role": r, "content": c} for r, c in conversation]
+    for template, tok in (("instruct", phi_merged[2]), ("chat", llama_run[3])):
+        pieces = G.template_pieces(template, tok)
+        text = G.modelfile("m.gguf", pieces, G.stop_strings(template, tok), GenSettings())
+        go = text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+        ollama = lambda system, turns: _go_template(go, {"System": system, "Messages": [  # noqa: E731
+            {"Role": r, "Content": c} for r, c in turns]})
+        assert ollama("", conversation) == format_conversation("and you?", [("hi", "hey you")], template, tok)
+        with_system = render_chat(template, tok, [{"role": "system", "content": "Be brief."}] + messages[:1])
+        assert "Be brief." in with_system and ollama("Be brief.", conversation[:1]) == with_system, template
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map (what ByteLevel pre-tokenizers show)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = dict(zip(keep, map(chr, keep))), 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+@pytest.mark.parametrize("pre", ["gpt-2", "smollm", "llama-bpe"])
+def test_gguf_pretokenizer_regex_splits_as_the_tokenizer(pre):
+    """tokenizer.ggml.pretokenizer (the key Ollama's engine reads) splits text as the HF tokenizer does."""
+    import regex
+    from tokenizers import pre_tokenizers as P
+    from tokenizers import Regex
+
+    from humanlike_tui.engine.storage import gguf_export as G
+
+    tokenizer_pre = {
+        "gpt-2": P.ByteLevel(add_prefix_space=False),
+        "smollm": P.Sequence([P.Digits(individual_digits=True), P.ByteLevel(add_prefix_space=False)]),
+        "llama-bpe": P.Sequence([P.Split(Regex(G.PRETOKENIZER_REGEX["llama-bpe"]), behavior="isolated"),
+                                 P.ByteLevel(add_prefix_space=False, use_regex=False)]),
+    }[pre]
+    byte_char = _bytes_to_unicode()
+    for text in ["How was your weekend? 😀 I don't know", "I   don't  know\n\n 123456 ok", "a  12 b1c 2023!\n\tx",
+                 "It's 3.14, they'll SAY 'no'"]:
+        want = [piece for piece, _ in tokenizer_pre.pre_tokenize_str(text)]
+        got = ["".join(byte_char[b] for b in piece.encode()) for piece in regex.findall(G.PRETOKENIZER_REGEX[pre], text)]
+        assert got == want, (pre, text)

@@ -81,6 +81,7 @@ def _save_export(model, tok, out: Path, run: S.Run, cfg, dtype: str, log: Callab
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True  # training turned the KV cache off; a user of the export wants it on
     log(f"writing the merged model ({dtype}) to {out}")
+    _write_trained_template(tok, cfg)
     with files.atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -90,3 +91,14 @@ def _save_export(model, tok, out: Path, run: S.Run, cfg, dtype: str, log: Callab
             "adapter_sha256": M.file_digest(run.adapter_dir / "adapter_model.safetensors"),
             "note": "base model with the LoRA adapter merged in (peft merge_and_unload)"})
     return out
+
+
+def _write_trained_template(tok, cfg) -> None:
+    """The export's tokenizer formats a conversation as training did (apply_chat_template gives the
+    trained prompt), not with the base model's own chat template when the run used ours."""
+    from humanlike_tui.engine import data as D
+    from humanlike_tui.engine.storage.chat_template import export_chat_template
+
+    template = export_chat_template(D.resolve_template(cfg.data.template, tok), tok)
+    if template:
+        tok.chat_template = template

@@ -37,36 +37,33 @@ from typing import Any, Callable
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import InputError, ModelError, StoreError
 from humanlike_tui.engine.storage import files
+from humanlike_tui.engine.storage.chat_template import INSTRUCT_JINJA, export_chat_template  # noqa: F401 - INSTRUCT_JINJA re-exported
 
 GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 DEFAULT_QUANT = "q8_0"
 ARCHES = {"phi": "phi2", "llama": "llama", "mistral": "llama"}
 BLOCK = 32
 
-# Our instruct template (data.formatting: '### Instruct:\n{prompt}\n\n### Output:\n' ... '\n### End<eos>'),
-# as a Jinja chat template, so llama.cpp / LM Studio format a conversation exactly as training did.
-INSTRUCT_JINJA = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}{{ '### Instruct:\\n' + message['content'] | trim + '\\n\\n### Output:\\n' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] | trim + '\\n### End' + eos_token }}"
-    "{% endif %}{% endfor %}"
-)
-
-
 @dataclass(frozen=True)
 class TemplatePieces:
     """A conversation's text as: head + (user + after_user | assistant + after_assistant)...; the text
-    after the last user message is `after_user` (the generation prompt). Read off the chat path's own
-    formatting with placeholder messages, so an Ollama TEMPLATE reproduces it."""
+    after the last user message is `after_user` (the generation prompt). With a system message the head
+    is system_head + system + after_system instead. Read off the chat path's own formatting with
+    placeholder messages, so an Ollama TEMPLATE reproduces it."""
 
     head: str
     after_user: str
     after_assistant: str
     multi_turn: bool  # False: only single prompts reproduce exactly (the template is not of this shape)
+    system_head: str | None = None  # None: the template writes no system message
+    after_system: str = ""
 
-    def render(self, messages: list[tuple[str, str]]) -> str:
+    def render(self, messages: list[tuple[str, str]], system: str = "") -> str:
         """messages: (role, content) pairs, user first, alternating; what the Ollama template writes."""
-        out = self.head
+        if system and self.system_head is not None:
+            out = self.system_head + system + self.after_system
+        else:
+            out = self.head
         for role, content in messages:
             out += content + (self.after_user if role == "user" else self.after_assistant)
         return out
@@ -80,28 +77,85 @@ def template_pieces(template: str, tokenizer) -> TemplatePieces:
     one = format_conversation(u1, [], template, tokenizer)
     two = format_conversation(u2, [(u1, a1)], template, tokenizer)
     head, after_u1 = one.split(u1, 1)
+    system_head, after_system = _system_pieces(template, tokenizer, u1, after_u1)
     try:
         head2, rest = two.split(u1, 1)
         mid_ua, rest = rest.split(a1, 1)
         mid_au, tail = rest.split(u2, 1)
     except ValueError:
-        return TemplatePieces(head, after_u1, "", False)
-    pieces = TemplatePieces(head, after_u1, mid_au, head2 == head and mid_ua == after_u1 and tail == after_u1)
-    return pieces
+        return TemplatePieces(head, after_u1, "", False, system_head, after_system)
+    return TemplatePieces(head, after_u1, mid_au, head2 == head and mid_ua == after_u1 and tail == after_u1,
+                          system_head, after_system)
+
+
+def _system_pieces(template: str, tokenizer, u1: str, after_u1: str) -> tuple[str | None, str]:
+    """(text before a system message, text between it and the first user message), as the export's
+    chat template writes a conversation that starts with one; (None, '') if it writes none."""
+    from humanlike_tui.engine.storage.chat_template import render_chat
+
+    s1 = "\u2063S1\u2063"
+    try:
+        text = render_chat(template, tokenizer, [{"role": "system", "content": s1}, {"role": "user", "content": u1}])
+        system_head, rest = text.split(s1, 1)
+        after_system, tail = rest.split(u1, 1)
+    except Exception:  # noqa: BLE001 - a template that rejects a system role, or drops it
+        return None, ""
+    return (system_head, after_system) if tail == after_u1 else (None, "")
 
 
 def ollama_template(pieces: TemplatePieces) -> str:
-    """An Ollama (Go text/template) TEMPLATE writing `pieces`; system messages are left out (the chat
-    path has none: a model's default system prompt, if any, is part of the head)."""
-    for text in (pieces.head, pieces.after_user, pieces.after_assistant):
+    """An Ollama (Go text/template) TEMPLATE writing `pieces`. Ollama hands a template its system
+    messages joined in .System; they replace the head (a model's default system prompt, if any, is
+    part of the head), so a system message is kept, not dropped."""
+    texts = [pieces.head, pieces.after_user, pieces.after_assistant, pieces.system_head or "", pieces.after_system]
+    for text in texts:
         if "{{" in text or '"""' in text:
             raise ModelError("the chat template's text contains '{{' or '\"\"\"', which an Ollama Modelfile "
                              "cannot hold literally")
+    head = pieces.head
+    if pieces.system_head is not None:
+        head = ("{{ if .System }}" + pieces.system_head + "{{ .System }}" + pieces.after_system + "{{ else }}"
+                + pieces.head + "{{ end }}")
     if not pieces.multi_turn:
-        return pieces.head + "{{ .Prompt }}" + pieces.after_user
-    return ("{{- range $i, $m := .Messages }}{{ if eq $i 0 }}" + pieces.head + "{{ end }}"
-            "{{ if eq $m.Role \"user\" }}{{ $m.Content }}" + pieces.after_user +
-            "{{ else if eq $m.Role \"assistant\" }}{{ $m.Content }}" + pieces.after_assistant + "{{ end }}{{ end }}")
+        return head + "{{ .Prompt }}" + pieces.after_user
+    return (head + "{{ range .Messages }}"
+            "{{ if eq .Role \"user\" }}{{ .Content }}" + pieces.after_user +
+            "{{ else if eq .Role \"assistant\" }}{{ .Content }}" + pieces.after_assistant + "{{ end }}{{ end }}")
+
+
+def end_token_ids(template: str, tokenizer) -> list[int]:
+    """Every token id at which an answer ends, EOS first, for the GGUF's end-of-generation ids.
+
+    llama.cpp (and Ollama's own engine) stop only on such tokens and read no stop strings. The model
+    ends an answer the way training encoded it (data.encode_answer): for a chat template with its
+    turn-end token, which load_tokenizer made EOS; for the instruct template with the text marker
+    '\\n### End' (several tokens) and then EOS, or by starting a turn of its own ('### Instruct:').
+    A reader stopping at the marker's last token would already have printed '###', so the id taken
+    for each marker is its first token that is not whitespace, the one that starts the marker text."""
+    from humanlike_tui.engine.inference.streaming import markers_for
+
+    ids: list[int] = []
+
+    def add(i) -> None:
+        if i is not None and int(i) not in ids:
+            ids.append(int(i))
+
+    add(tokenizer.eos_token_id)
+    for marker in markers_for(template):
+        add(marker_start_id(tokenizer, marker))
+    return ids
+
+
+def marker_start_id(tokenizer, marker: str) -> int | None:
+    """The first non-whitespace token of `marker` as training tokenizes it after an answer ('x\\n' + marker)."""
+    before = tokenizer("x\n", add_special_tokens=False)["input_ids"]
+    ids = tokenizer("x\n" + marker, add_special_tokens=False)["input_ids"]
+    if ids[:len(before)] != before:
+        before = before[:-1]  # the newline merged into the marker's first token
+    for i in ids[len(before):]:
+        if tokenizer.decode([i]).strip():
+            return int(i)
+    return None
 
 
 def stop_strings(template: str, tokenizer) -> list[str]:
@@ -240,6 +294,19 @@ def _add_model_metadata(writer, arch: str, config) -> None:
     writer.add_vocab_size(config.vocab_size)
 
 
+# The same splits as regular expressions, for the key Ollama's own engine reads
+# (tokenizer.ggml.pretokenizer: model/models/llama/model.go; without it Ollama assumes Llama 3's split,
+# which cuts digits and contractions differently). llama.cpp reads the name in tokenizer.ggml.pre.
+_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+PRETOKENIZER_REGEX = {
+    "gpt-2": _GPT2_SPLIT,
+    # Digits(individual_digits) first, then GPT-2's split of the text between the digits, as one expression
+    "smollm": r"\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?=\p{N})|\s+(?!\S)|\s+",
+    "llama-bpe": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
+}
+
+
 def _pre_tokenizer_name(backend: dict) -> str:
     """llama.cpp's name for how text is split before BPE, from tokenizer.json's pre_tokenizer."""
     pre = backend.get("pre_tokenizer") or {}
@@ -256,7 +323,7 @@ def _pre_tokenizer_name(backend: dict) -> str:
                      "GPT-2-style, SmolLM and Llama 3 byte-level BPE tokenizers are converted")
 
 
-def _add_tokenizer(writer, tok, vocab_size: int, chat_template: str) -> None:
+def _add_tokenizer(writer, tok, vocab_size: int, chat_template: str, end_ids: list[int]) -> None:
     from gguf import TokenType
 
     backend = json.loads(tok.backend_tokenizer.to_str())
@@ -283,19 +350,36 @@ def _add_tokenizer(writer, tok, vocab_size: int, chat_template: str) -> None:
             types.append(TokenType.UNUSED)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer_name(backend))
+    pre = _pre_tokenizer_name(backend)
+    writer.add_tokenizer_pre(pre)
+    writer.add_string("tokenizer.ggml.pretokenizer", PRETOKENIZER_REGEX[pre])
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    for setter, token_id in (("add_bos_token_id", tok.bos_token_id), ("add_eos_token_id", tok.eos_token_id),
+    for setter, token_id in (("add_bos_token_id", tok.bos_token_id),
                              ("add_pad_token_id", tok.pad_token_id), ("add_unk_token_id", tok.unk_token_id)):
         if token_id is not None:
             getattr(writer, setter)(int(token_id))
-    if tok.eos_token_id is not None:
-        writer.add_eot_token_id(int(tok.eos_token_id))  # the end of an answer, for llama.cpp's chat
+    _add_end_tokens(writer, end_ids)
     writer.add_add_bos_token(False)  # as in training and chat: the prompt gets no extra BOS
     writer.add_add_eos_token(False)
     writer.add_chat_template(chat_template)
+
+
+def _add_end_tokens(writer, end_ids: list[int]) -> None:
+    """The ids an answer ends on, where the readers look: llama.cpp's end-of-generation set is built from
+    eos, eot and eom (llama-vocab.cpp: special_eog_ids); Ollama's engine reads eos plus the array
+    tokenizer.ggml.eos_token_ids."""
+    if len(end_ids) > 3:
+        raise ModelError(f"an answer ends on {len(end_ids)} different tokens; llama.cpp reads at most three "
+                         "(eos, eot, eom)")
+    if not end_ids:
+        return
+    writer.add_eos_token_id(end_ids[0])
+    writer.add_eot_token_id(end_ids[1] if len(end_ids) > 1 else end_ids[0])
+    if len(end_ids) > 2:
+        writer.add_eom_token_id(end_ids[2])
+    writer.add_array("tokenizer.ggml.eos_token_ids", [int(i) for i in end_ids])
 
 
 def _is_byte_level(backend: dict) -> bool:
@@ -324,7 +408,7 @@ def write_gguf(model, tok, path: Path, *, quant: str = DEFAULT_QUANT, template: 
     if model_type == "mistral" and getattr(config, "sliding_window", None):
         raise ModelError("Mistral with a sliding window is not converted to GGUF yet")
     arch = ARCHES[model_type]
-    chat_template = INSTRUCT_JINJA if template == "instruct" else tok.chat_template
+    chat_template = export_chat_template(template, tok)
     if not chat_template:
         raise ModelError("the model has no chat template; export with data.template = 'instruct'")
     names = tensor_map(model_type, config.num_hidden_layers)
@@ -338,7 +422,7 @@ def write_gguf(model, tok, path: Path, *, quant: str = DEFAULT_QUANT, template: 
     writer.add_file_type(_file_type(quant))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_model_metadata(writer, arch, config)
-    _add_tokenizer(writer, tok, config.vocab_size, chat_template)
+    _add_tokenizer(writer, tok, config.vocab_size, chat_template, end_token_ids(template, tok))
     for key, value in (extra or {}).items():
         writer.add_string(key, value)
 
