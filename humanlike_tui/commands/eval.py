@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, metavar="NAME", help="the run whose adapter to score "
                         "(see `humanlike-tui adapters`)")
     parser.add_argument("--data", metavar="FILE", help="score the rows of this .jsonl/.json/.csv/.parquet file (up to "
-                        "--limit) instead of the run's held-out split")
+                        "--limit) instead of the run's held-out split; picks:NAME scores your Chat picks' newest "
+                        "fifth (never trained on)")
     parser.add_argument("--limit", type=_positive, default=None, metavar="N",
                         help="score at most N held-out rows (default 200)")
     parser.add_argument("--max-new-tokens", type=_positive, default=None, metavar="N",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from humanlike_tui.cli import main
 from humanlike_tui.engine.storage import picks as P
 from humanlike_tui.engine.storage import runs as S
@@ -60,3 +62,46 @@ def test_train_from_refuses_an_unfinished_run_or_resume_together(home, capsys):
     assert code == 2
     assert "has rank 16, this config lora.r = 4; set lora.r = 16" in capsys.readouterr().err
     assert [r.run_id for r in S.list_runs()] == ["tiny-chat"]  # the refused run left no folder behind
+
+
+QUESTIONS = ("do you like it?", "what about you?", "have you tried it?", "shall we go?")
+STATEMENTS = ("I like it.", "that is all.", "it is fine.", "we went there.")
+THINGS = ("tea", "rain", "music", "cats", "books", "bread", "walks", "snow", "films", "games", "soup", "trains",
+          "kites", "boats", "maps")
+
+
+def question_picks(n: int) -> None:
+    """n picks where the person always prefers the answer that asks something back."""
+    for i in range(n):
+        thing = THINGS[i % len(THINGS)]
+        ask, tell = QUESTIONS[i % len(QUESTIONS)], STATEMENTS[(i * 3) % len(STATEMENTS)]
+        left_is_question = i % 2 == 0  # the question sits on either side: the pick follows the question
+        base, adapter = (f"Oh, {thing}! {ask}", f"Oh, {thing}. {tell}") if left_is_question else \
+            (f"Oh, {thing}. {tell}", f"Oh, {thing}! {ask}")
+        chosen_by = "base" if left_is_question else "adapter"
+        chosen, rejected = (base, adapter) if left_is_question else (adapter, base)
+        P.append_pick("my-picks", P.pick_row(prompt=f"What do you think of {thing}?", chosen=chosen,
+                                             rejected=rejected, chosen_by=chosen_by,
+                                             rejected_by="adapter" if chosen_by == "base" else "base",
+                                             adapter="tiny-chat", when=1767268800.0 + i))
+
+
+@pytest.mark.slow  # ~35 s of CPU: three model loads (two scorecards and the run) and six DPO steps
+def test_thirty_question_picks_raise_the_preference_accuracy_on_the_held_out_picks(home, capsys):
+    from humanlike_tui.engine.evaluation.scoring import scorecard
+
+    install_run(home)
+    question_picks(30)
+    before = scorecard("tiny-chat", data="picks:my-picks", max_new_tokens=2)
+    assert before.rows == 6  # the newest fifth
+    code = main(["train", "--from", "tiny-chat", "--name", "asks-back", "--quiet", "--set", "data.source=picks:my-picks",
+                 "--set", "train.method=dpo", "--set", "train.max_steps=6", "--set", "train.learning_rate=5e-3",
+                 "--set", "train.eval_every=0", "--set", "data.eval_fraction=0", "--set", "train.warmup_steps=0",
+                 "--set", "train.batch_size=8", "--set", "train.grad_accum=1", "--set", "train.dpo_beta=0.5"])
+    assert code == 0, capsys.readouterr().err
+    assert S.get_run("asks-back").meta().get("data", {}).get("rows_kept") == 24  # never the held-out six
+    after = scorecard("asks-back", data="picks:my-picks", max_new_tokens=2)
+    acc_before, acc_after = before.adapter["preference_accuracy"], after.adapter["preference_accuracy"]
+    print(f"preference accuracy on the 6 held-out picks: {acc_before:.3f} -> {acc_after:.3f}")
+    assert acc_after > acc_before
+    assert acc_after >= 5 / 6

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from humanlike_tui.config import Config
 from humanlike_tui.engine import data as D
+from humanlike_tui.engine.data import sources as DS
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import DataError, HumanlikeError, StoreError
 from humanlike_tui.events import Emit, EvalProgress, Log, ignore
@@ -105,7 +106,10 @@ def finished_adapter(run_id: str) -> S.Run:
 
 def data_file_rows(cfg: Config, data: str):
     """(the data config, (rows, counts)) of an --data FILE: checked before any model loads."""
-    dcfg = cfg.replace(**{"data.source": str(data), "data.max_rows": 0}).data
+    dcfg = cfg.replace(**{"data.source": str(data), "data.max_rows": 0, "data.mix": []}).data
+    if DS.is_picks(data):  # picks:NAME scores the collection's newest fifth, never trained on (data/sources.py)
+        counts = D.DataCounts(source=f"{data} (newest fifth)")
+        return dcfg, (D.check_rows(DS.heldout_picks_records(data, dcfg, counts), dcfg, counts, True), counts)
     return dcfg, D.load_rows(dcfg, need_rejected=False)
 
 
