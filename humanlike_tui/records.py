@@ -154,6 +154,9 @@ STYLE_KEYS = ("ai_disclaimer_rate", "emoji_rate", "question_rate", "exclamation_
 LIKELIHOOD_KEYS = ("preference_accuracy", "preference_margin", "reward_accuracy", "eval_loss", "perplexity")
 
 
+JUDGE_KEYS = ("judge_human_rate",)  # the judge classifier's share (engine/evaluation/judge.py)
+
+
 # (key, label, format) in display order: one source for the CLI table and the Adapters screen.
 FIGURES = (
     # Two accuracies on the same pairs, named apart: preference_accuracy = chosen has the higher mean
@@ -172,6 +175,7 @@ FIGURES = (
     ("distinct_2", "distinct-2", "{:.3f}"),
     ("repeated_ngram_rate", f"repeated {REPEAT_N}-grams", "{:.1%}"),
     ("stopped_rate", "stopped on their own (EOS)", "{:.1%}"),
+    ("judge_human_rate", "judged human-like", "{:.1%}"),
 )
 
 
@@ -183,9 +187,29 @@ def scorecard_rows(card: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
     base | adapter | the data's chosen | rejected answers. One source for the CLI and the Adapters screen."""
     base, adapter = card.get("base") or {}, card.get("adapter") or {}
     ref = card.get("reference") or {}
-    return [(label, format_figure(key, base.get(key)), format_figure(key, adapter.get(key)),
+    return [(figure_label(card, key, label), format_figure(key, base.get(key)), format_figure(key, adapter.get(key)),
              format_figure(key, (ref.get("chosen") or {}).get(key)), format_figure(key, (ref.get("rejected") or {}).get(key)))
             for key, label, _ in FIGURES]
+
+
+def figure_label(card: dict[str, Any], key: str, label: str) -> str:
+    """The judge's row carries the judge's own held-out accuracy, so its share is never read alone."""
+    if key != "judge_human_rate" or not card.get("judge"):  # a card from before the judge: the plain label
+        return label
+    accuracy = card["judge"].get("accuracy")
+    return f"{label} (judge {accuracy:.0%} right)" if accuracy is not None else f"{label} (no judge)"
+
+
+def judge_caption(card: dict[str, Any]) -> str:
+    """What the judge is and how far to trust it, or why there is none; '' for a card from before judges."""
+    judge = card.get("judge")
+    if not judge:
+        return ""
+    if judge.get("accuracy") is None:
+        return f"judge: none ({judge.get('note') or 'not trained'})"
+    return (f"judge: word and character n-gram classifier trained on {judge.get('train_answers')} chosen/rejected "
+            f"answers of the training rows (never the prompts), {judge['accuracy']:.1%} right on "
+            f"{judge.get('heldout_answers')} held-out ones; a style detector, not a ground truth")
 
 
 def scorecard_caption(card: dict[str, Any]) -> str:
@@ -198,7 +222,8 @@ def scorecard_caption(card: dict[str, Any]) -> str:
     settings = card.get("settings") or {}
     if settings:
         text += f"; answers: seed {settings.get('seed')}, up to {settings.get('max_new_tokens')} new tokens"
-    return text
+    judge = judge_caption(card)
+    return f"{text}\n{judge}" if judge else text
 
 
 def format_figure(key: str, value: float | None) -> str:

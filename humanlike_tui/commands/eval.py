@@ -1,10 +1,11 @@
 """`humanlike-tui eval`: the human-likeness scorecard of an adapter against its base model.
 
-    humanlike-tui eval --adapter RUN [--data FILE] [--limit N] [--max-new-tokens N] [--json]
+    humanlike-tui eval --adapter RUN [--data FILE] [--limit N] [--max-new-tokens N] [--answers OUT] [--json]
 
 Scores the held-out rows of the run (its own eval split, recomputed exactly as training made it) or
-the rows of FILE, up to --limit (200). Progress goes to stderr, so `--json` prints exactly one object on stdout. Exit
-codes: 0 done, 2 unknown run / unusable data, 1 anything else.
+the rows of FILE, up to --limit (200). Progress goes to stderr, so `--json` prints exactly one object on stdout.
+--answers OUT writes every generated answer (prompt, side, text, tokens, stopped) as JSON lines. Exit
+codes: 0 done, 2 unknown run / unusable data / an --answers path that cannot be written, 1 anything else.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score at most N held-out rows (default 200)")
     parser.add_argument("--max-new-tokens", type=_positive, default=None, metavar="N",
                         help="longest generated answer (default: the run's generate.max_new_tokens)")
+    parser.add_argument("--answers", metavar="OUT", help="also write every generated answer (prompt, side, text, "
+                        "tokens, stopped, judge_human) to OUT as JSON lines; the card and its answers are then kept "
+                        "in the run folder (the Adapters screen's scorecard opens them), even for --data")
     parser.add_argument("--json", action="store_true", help="print one JSON object with base, adapter, reference")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     add_trust_argument(parser)
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     listener = Progress(quiet=args.quiet)
     try:  # Ctrl+C ends it: nothing is written, so there is nothing to save (cli.main exits 130)
         card = evaluate.scorecard(args.adapter, data=args.data, limit=args.limit or evaluate.DEFAULT_LIMIT,
-                                  max_new_tokens=args.max_new_tokens, emit=listener)
+                                  max_new_tokens=args.max_new_tokens, emit=listener, answers=args.answers)
     finally:
         listener.close()
     if args.json:

@@ -83,22 +83,37 @@ def test_resume_keeps_the_sft_to_dpo_switch(demo_cfg):
     check_resume_compatible(old, old.replace(**{"train.max_steps": 20, "train.sft_steps": 5}))  # allowed
 
 
-def test_dpo_raises_heldout_preference_accuracy_and_eval_json(demo_cfg, capsys):
+def test_dpo_raises_heldout_preference_accuracy_and_eval_json(demo_cfg, capsys, tmp_path):
     cfg = demo_cfg.replace(**EVIDENCE, **{"train.method": "dpo", "train.max_steps": 6})
     steps = Recorder()
     res = run_training(cfg, steps)
     last = steps.steps()[-1].metrics
     assert last["reward_margin"] > 0 and last["reward_chosen"] > last["reward_rejected"]
 
-    code = cli.main(["eval", "--adapter", res.run_id, "--limit", "30", "--max-new-tokens", "4", "--json"])
+    out_file = tmp_path / "answers.jsonl"
+    code = cli.main(["eval", "--adapter", res.run_id, "--limit", "30", "--max-new-tokens", "4", "--json",
+                     "--answers", str(out_file)])
     out = capsys.readouterr().out
     assert code == 0
     card = json.loads(out)  # exactly one object on stdout: progress went to stderr
-    assert set(card) >= {"base", "adapter", "reference"}
+    assert set(card) >= {"base", "adapter", "reference", "judge"}
     for side in ("base", "adapter"):
-        assert set(card[side]) == set(records.LIKELIHOOD_KEYS) | set(records.STYLE_KEYS)
+        assert set(card[side]) == set(records.LIKELIHOOD_KEYS) | set(records.STYLE_KEYS) | set(records.JUDGE_KEYS)
+        assert 0 <= card[side]["judge_human_rate"] <= 1
     assert set(card["reference"]) == {"chosen", "rejected"}
-    assert set(card["reference"]["chosen"]) == set(records.STYLE_KEYS)
+    assert set(card["reference"]["chosen"]) == set(records.STYLE_KEYS) | set(records.JUDGE_KEYS)
+    # The judge learned from the training rows' answers: it tells the held-out rows' answers apart too.
+    judge = card["judge"]
+    assert judge["accuracy"] >= 0.8 and judge["heldout_answers"] >= 10, judge
+    assert card["reference"]["chosen"]["judge_human_rate"] > card["reference"]["rejected"]["judge_human_rate"]
+    # Every generated answer, both sides, as JSON lines; the same kept beside the run's scorecard.json.
+    answers = [json.loads(line) for line in out_file.read_text(encoding="utf-8").splitlines()]
+    assert len(answers) == 2 * card["prompts"] and {a["side"] for a in answers} == {"base", "adapter"}
+    assert all(set(a) == {"prompt", "side", "text", "tokens", "stopped", "judge_human"} for a in answers)
+    assert all(0 <= a["tokens"] <= 4 and (a["stopped"] or a["tokens"] == 4) for a in answers)
+    stopped = sum(a["stopped"] for a in answers if a["side"] == "adapter") / card["prompts"]
+    assert stopped == pytest.approx(card["adapter"]["stopped_rate"])
+    assert card["answers_file"] == "answers.jsonl" and ev.last_answers(res.run_id) == answers
     assert card["rows"] >= 20
     base, adapter = card["base"]["preference_accuracy"], card["adapter"]["preference_accuracy"]
     assert adapter >= base + 0.2, (base, adapter)
@@ -136,6 +151,13 @@ def test_sft_raises_heldout_preference_accuracy_and_scores_a_file(demo_cfg, tmp_
     assert filed.reference["rejected"]["ai_disclaimer_rate"] == 1.0  # over the two rows that have one
     assert filed.adapter["preference_accuracy"] in (0.0, 0.5, 1.0)  # over the two pairs only
     assert ev.last_scorecard(res.run_id)["data_source"] == "builtin:sample"  # a file's card is not kept
+    assert [a["prompt"] for a in ev.last_answers(res.run_id)][:1] != [rows[0]["prompt"]]
+
+    # ... unless its answers are asked for: then card and answers are kept together, for the Adapters screen.
+    kept = ev.scorecard(res.run_id, data=str(path), max_new_tokens=2, answers=tmp_path / "file.answers.jsonl")
+    assert ev.last_scorecard(res.run_id)["data_source"] == str(path)
+    assert ev.last_answers(res.run_id) == kept.answers and len(kept.answers) == 6
+    assert [a["prompt"] for a in kept.answers if a["side"] == "base"] == [r["prompt"] for r in rows]
 
 
 def test_eval_of_an_unknown_or_unfinished_adapter_exits_2(demo_cfg, capsys):

@@ -9,4 +9,7 @@ from humanlike_tui.engine.evaluation.metrics import (EMOJI_PRESENTATION, TEXT_PI
                                                      preference_figures, reward_accuracy, loss_figures)
 from humanlike_tui.engine.evaluation.scoring import (SCORECARD_FILE, DEFAULT_LIMIT, EvaluationCancelled, Scorecard,
                                                      finished_adapter, heldout_examples, likelihood_scores,
-                                                     generate_answers, score_side, scorecard, last_scorecard)
+                                                     generate_answers, score_side, scorecard, last_scorecard,
+                                                     last_answers, run_split)
+from humanlike_tui.engine.evaluation.answers import ANSWERS_FILE, read_answers, write_answers
+from humanlike_tui.engine.evaluation.judge import Judge, Pair, train_judge

@@ -8,7 +8,13 @@ Three kinds of figures, for the base model and for the adapter side by side:
 - style of answers the model writes for the held-out prompts (fixed seed): AI disclaimers, emoji,
   questions back to the user, exclamations, contractions, length, diversity, repetition, stopping;
 - the same style figures for the data's own `chosen` and `rejected` answers, as the two ends of the
-  scale the adapter should move along.
+  scale the adapter should move along;
+- the judge's figure: the share of answers a small classifier, trained on the chosen-vs-rejected answers
+  of the run's own training rows (never the prompts), calls human-like, with its held-out accuracy
+  (judge.py).
+
+Every generated answer is kept (answers.py): beside scorecard.json in the run folder, and in the file
+`answers` names.
 
 One base model is loaded; the base side runs under `model.disable_adapter()`, so there is never a
 second copy in memory. The metric functions at the top are pure (stdlib only) and unit-tested on
@@ -33,6 +39,8 @@ from humanlike_tui.records import REPEAT_N
 from humanlike_tui.engine.evaluation.metrics import loss_figures, preference_figures, style_figures
 from humanlike_tui.engine.inference.streaming import cut_answer_text
 from humanlike_tui.engine.evaluation.metrics import reward_accuracy
+from humanlike_tui.engine.evaluation import answers as A
+from humanlike_tui.engine.evaluation import judge as J
 
 
 SCORECARD_FILE = "scorecard.json"  # in the run folder: the last scorecard of the run's own split
@@ -59,14 +67,19 @@ class Scorecard:
     adapter: dict[str, float | None]
     reference: dict[str, dict[str, float | None] | None]
     samples: list[tuple[str, str, str]] = field(default_factory=list)
+    judge: dict[str, Any] = field(default_factory=dict)  # the judge's accuracy and what it learned from
+    answers: list[dict[str, Any]] = field(default_factory=list)  # every generated answer (answers.py records)
+    answers_file: str = ""  # the answers' file in the run folder, when kept there with this card
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types; a non-finite figure (a diverged model) becomes None, as JSON has no NaN."""
+        """Plain JSON types; a non-finite figure (a diverged model) becomes None, as JSON has no NaN.
+        The answers themselves are not in it (they go to their own file): only where they are kept."""
         return {"run_id": self.run_id, "base_model": self.base_model, "data_source": self.data_source,
                 "rows": self.rows, "prompts": self.prompts, "settings": dict(self.settings),
                 "base": _finite(self.base), "adapter": _finite(self.adapter),
                 "reference": {k: (_finite(v) if v is not None else None) for k, v in self.reference.items()},
-                "samples": [{"prompt": p, "base": b, "adapter": a} for p, b, a in self.samples]}
+                "samples": [{"prompt": p, "base": b, "adapter": a} for p, b, a in self.samples],
+                "judge": dict(self.judge), "answers_file": self.answers_file}
 
 
 def _finite(figures: dict[str, float | None]) -> dict[str, float | None]:
@@ -86,6 +99,7 @@ class _Session:
     stop: threading.Event
     batch_size: int
     pair_logps: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # side -> (chosen, rejected)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # every generated answer, in order
 
     def check_stop(self) -> None:
         if self.stop.is_set():
@@ -113,24 +127,30 @@ def data_file_rows(cfg: Config, data: str):
     return dcfg, D.load_rows(dcfg, need_rejected=False)
 
 
-def heldout_examples(cfg: Config, tok, data: str | None = None,
-                     limit: int | None = DEFAULT_LIMIT) -> tuple[list[D.Example], str]:
-    """The rows to score: the run's own eval split, recomputed exactly as training made it (loading,
-    filtering and the prompt-hash split are deterministic), or every usable row of `data`."""
+def run_split(cfg: Config, tok) -> tuple[list[D.Example], list[D.Example]]:
+    """(training rows, held-out rows) of the run, recomputed exactly as training made them (loading,
+    filtering and the prompt-hash split are deterministic)."""
+    need_rejected = cfg.train.method != "sft"  # as in training, so the same rows survive the filters
+    try:
+        rows, counts = D.load_rows(cfg.data, need_rejected=need_rejected)
+    except DataError as exc:  # most often a relative data.source and another working folder
+        raise DataError(f"{exc}\n(the run's held-out rows come from its data.source {cfg.data.source!r}: "
+                        "run eval from the folder the training ran in, or score a file with --data FILE)"
+                        ) from None
+    examples = D.tokenize_rows(rows, tok, cfg.data, counts, need_rejected)
+    return D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
+
+
+def heldout_examples(cfg: Config, tok, data: str | None = None, limit: int | None = DEFAULT_LIMIT,
+                     split: tuple[list[D.Example], list[D.Example]] | None = None) -> tuple[list[D.Example], str]:
+    """The rows to score: the run's own eval split (`split`, when run_split already made it), or every
+    usable row of `data`."""
     if data:
         dcfg, (rows, counts) = data_file_rows(cfg, data)
         examples = D.tokenize_rows(rows, tok, dcfg, counts, need_rejected=False)
         source = str(data)
     else:
-        need_rejected = cfg.train.method != "sft"  # as in training, so the same rows survive the filters
-        try:
-            rows, counts = D.load_rows(cfg.data, need_rejected=need_rejected)
-        except DataError as exc:  # most often a relative data.source and another working folder
-            raise DataError(f"{exc}\n(the run's held-out rows come from its data.source {cfg.data.source!r}: "
-                            "run eval from the folder the training ran in, or score a file with --data FILE)"
-                            ) from None
-        examples = D.tokenize_rows(rows, tok, cfg.data, counts, need_rejected)
-        _, examples = D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
+        _, examples = split or run_split(cfg, tok)
         source = cfg.data.source
         if not examples:
             raise DataError(f"run data {source}: no held-out rows (data.eval_fraction = "
@@ -198,6 +218,7 @@ def generate_answers(s: _Session, prompts: list[str], max_new_tokens: int, side:
                                    pad_token_id=pad, eos_token_id=eos, use_cache=True, **knobs)
         for row in out[:, ids.shape[1]:].tolist():
             text, ended = _cut_answer(row, eos, s.tok, D.resolve_template(s.cfg.data.template, s.tok))
+            s.answers.append(A.answer_record(prompts[len(texts)], side, text, _new_tokens(row, eos), ended))
             texts.append(text)
             stopped.append(ended)
         s.emit(EvalProgress(side, "generate", len(texts), len(prompts)))
@@ -215,6 +236,11 @@ def _left_pad(seqs: list[list[int]], pad_id: int):
         ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
         att[i, width - len(x):] = 1
     return ids, att
+
+
+def _new_tokens(new_ids: list[int], eos: int) -> int:
+    """How many tokens the answer took: up to its end token, or all of them when it ran into the limit."""
+    return new_ids.index(eos) if eos in new_ids else len(new_ids)
 
 
 def _cut_answer(new_ids: list[int], eos: int, tok, template: str) -> tuple[str, bool]:
@@ -285,19 +311,27 @@ def score_side(s: _Session, exs: list[D.Example], prompts: list[str], max_new_to
 
 def scorecard(run_id: str, data: str | None = None, limit: int | None = DEFAULT_LIMIT,
               max_new_tokens: int | None = None, emit: Emit = ignore, stop: threading.Event | None = None,
-              batch_size: int = 16, n_samples: int = 3, loaded: Any = None) -> Scorecard:
+              batch_size: int = 16, n_samples: int = 3, loaded: Any = None,
+              answers: str | Path | None = None) -> Scorecard:
     """Score run `run_id`'s adapter against its base on held-out rows (the run's eval split, or `data`).
 
-    The card of the run's own split is also saved in the run folder (see last_scorecard).
+    The card of the run's own split is also saved in the run folder (see last_scorecard), with every
+    generated answer beside it (last_answers); so is the card of `data` when `answers` is given, so the
+    Adapters screen can open those answers too. `answers`: also write the answers to this JSON-lines file.
     Emits Log and EvalProgress events; raises StoreError for an unknown or unfinished run, DataError for
-    unusable data, EvaluationCancelled when `stop` is set. Long work: call it from a worker thread.
+    unusable data, InputError for an `answers` path that cannot be written, EvaluationCancelled when
+    `stop` is set. Long work: call it from a worker thread.
     loaded: a Generator (the chat's) that may already hold this run's adapter; its model is borrowed."""
     stop = stop or threading.Event()
     run = finished_adapter(run_id)
+    if answers is not None:
+        answers = A.check_answers_path(answers)  # before the model loads, like a bad --data file
     if data:
         data_file_rows(run.config(), data)  # a bad file fails now, not after the model has loaded
     with _session(run, emit, stop, batch_size, loaded) as s:
-        exs, source = heldout_examples(s.cfg, s.tok, data, limit)
+        split = None if data else run_split(s.cfg, s.tok)
+        exs, source = heldout_examples(s.cfg, s.tok, data, limit, split)
+        judge, judge_info = _train_judge(s, split)
         prompts = list(dict.fromkeys(e.prompt for e in exs))
         max_new = max_new_tokens or s.cfg.generate.max_new_tokens
         with s.model.disable_adapter():  # the same weights, LoRA off: the base model, no second copy
@@ -309,22 +343,72 @@ def scorecard(run_id: str, data: str | None = None, limit: int | None = DEFAULT_
     reference = {"chosen": style_figures([r[0] for r in rows]),
                  "rejected": style_figures([r[1] for r in rows if r[1] is not None]) if any(
                      r[1] is not None for r in rows) else None}
+    _judge_figures(judge, s.answers, base, adapter, reference, rows)
     g = s.cfg.generate
     settings = {"max_new_tokens": max_new, "seed": g.seed, "temperature": g.temperature, "top_p": g.top_p,
                 "repetition_penalty": g.repetition_penalty, "limit": limit, "repeat_n": REPEAT_N,
                 "split": "file" if data else "run eval split"}
     samples = list(zip(prompts, base_texts, adapter_texts))[:n_samples]
     card = Scorecard(run.run_id, s.cfg.model.name, source, len(exs), len(prompts), settings, base, adapter,
-                     reference, samples)
-    if data is None:  # the run's own held-out split: keep it, so the Adapters screen can show it later
+                     reference, samples, judge_info, s.answers)
+    if answers is not None:
+        A.write_answers(answers, card.answers)
+        emit(Log(f"{len(card.answers)} answers written to {answers}"))
+    if data is None or answers is not None:  # keep it, so the Adapters screen can show it and its answers later
+        A.write_answers(run.run_dir / A.ANSWERS_FILE, card.answers)  # first: a card never names missing answers
+        card.answers_file = A.ANSWERS_FILE
         S.write_json(run.run_dir / SCORECARD_FILE, card.to_dict())
     return card
+
+
+def _train_judge(s: _Session, split: tuple[list[D.Example], list[D.Example]] | None
+                 ) -> tuple[J.Judge | None, dict[str, Any]]:
+    """The judge of this run: trained on the answers (never the prompts) of the rows the adapter trained on.
+    No judge (and a note saying why) when those rows cannot be read or have no rejected answers."""
+    try:
+        train = (split or run_split(s.cfg, s.tok))[0]
+    except DataError as exc:
+        return None, J.unavailable(f"the run's training rows cannot be read: {exc}")
+    template = D.resolve_template(s.cfg.data.template, s.tok)
+    pairs = [J.Pair(chosen, rejected, getattr(e, "group", "") or e.prompt)
+             for e, (chosen, rejected) in zip(train, _rows_of(train, s.tok, template)) if rejected is not None]
+    try:
+        judge = J.train_judge(pairs, s.cfg.train.seed)
+    except ValueError as exc:
+        return None, J.unavailable(str(exc))
+    s.emit(Log(f"judge: {judge.accuracy:.1%} right on {judge.heldout_answers} held-out answers of the training rows "
+               f"(trained on {judge.train_answers} answers in {judge.seconds:.1f} s)"))
+    return judge, judge.describe()
+
+
+def _judge_figures(judge: J.Judge | None, records: list[dict[str, Any]], base: dict, adapter: dict,
+                   reference: dict, rows: list[tuple[str, str | None]]) -> None:
+    """judge_human_rate for each side and the data's own answers; each answer record gets its probability."""
+    if judge is not None:
+        for record, p in zip(records, judge.human_probability([r["text"] for r in records])):
+            record["judge_human"] = round(p, 4)
+    for side, figures in (("base", base), ("adapter", adapter)):
+        texts = [r["text"] for r in records if r["side"] == side]
+        figures["judge_human_rate"] = judge.human_rate(texts) if judge is not None else None
+    for key, texts in (("chosen", [r[0] for r in rows]), ("rejected", [r[1] for r in rows if r[1] is not None])):
+        if reference.get(key) is not None:
+            reference[key]["judge_human_rate"] = judge.human_rate(texts) if judge is not None else None
 
 
 def last_scorecard(run_id: str) -> dict[str, Any] | None:
     """The last saved scorecard of a run (Scorecard.to_dict() shape), or None. Stdlib only: cheap for a UI."""
     data = S.read_json(S.get_run(run_id).run_dir / SCORECARD_FILE)
     return data or None
+
+
+def last_answers(run_id: str) -> list[dict[str, Any]] | None:
+    """Every generated answer of the run's last saved scorecard (answers.py records), or None when that
+    card kept none (a card from before answers were kept). Stdlib only."""
+    run = S.get_run(run_id)
+    name = (S.read_json(run.run_dir / SCORECARD_FILE) or {}).get("answers_file")
+    if not name:
+        return None
+    return A.read_answers(run.run_dir / Path(str(name)).name)  # a name in the run folder, never a path out of it
 
 
 def _rows_of(exs: list[D.Example], tok, template: str) -> list[tuple[str, str | None]]:
