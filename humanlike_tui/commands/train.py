@@ -195,7 +195,34 @@ def result_json(result) -> dict[str, Any]:
             "duration_s": s.get("duration_s")}
 
 
+def failure_json(exc: BaseException) -> dict[str, Any]:
+    """--json when the command fails: the status and the error, on stdout like a result (the message
+    also goes to stderr as for every command)."""
+    from humanlike_tui.errors import HumanlikeError
+
+    known = isinstance(exc, HumanlikeError)
+    return {"status": "failed", "error": str(exc) if known else f"{type(exc).__name__}: {exc}",
+            "error_type": type(exc).__name__, "exit_code": getattr(exc, "exit_code", 1) if known else 1}
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.json:
+        return train(args)
+    try:
+        return train(args)
+    except Exception as exc:  # noqa: BLE001 - reported on stdout, then handled by cli.main as always
+        _print_json(failure_json(exc))
+        raise
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(obj), flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     consent_to_remote_code(args, cfg)  # before anything of the model is read
     listener = ProgressListener(quiet=args.quiet)
@@ -211,8 +238,5 @@ def run(args: argparse.Namespace) -> int:
         listener.close()
         restore_signals(previous)
     if args.json:
-        import os
-
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(json.dumps(result_json(result)))
+        _print_json(result_json(result))
     return 0

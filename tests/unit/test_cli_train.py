@@ -58,3 +58,23 @@ def test_training_failure_exits_1(capsys, monkeypatch):
 def test_resume_unknown_run_exits_2(capsys):
     assert main(["train", "--resume", "no-such-run"]) == 2
     assert "no run named 'no-such-run'" in capsys.readouterr().err
+
+
+def test_json_failure_prints_status_and_error_on_stdout(capsys, monkeypatch):
+    """train --json prints one JSON object on stdout when it fails too: bad input (exit 2) and a failure in
+    training (exit 1)."""
+    from humanlike_tui.engine.training import run as T
+
+    assert main(["train", "--preset", "demo", "--set", "lora.r=0", "--json"]) == 2
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "failed" and out["exit_code"] == 2 and "lora.r: must be >= 1, got 0" in out["error"]
+
+    def boom(self, step):
+        raise RuntimeError("device fell off the bus")
+
+    monkeypatch.setattr(T.Trainer, "train_one", boom)
+    assert main(["train", "--preset", "demo", "--set", "train.max_steps=2", "--json"]) == 1
+    captured = capsys.readouterr()
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert out["status"] == "failed" and out["exit_code"] == 1 and "device fell off the bus" in out["error"]
+    assert "device fell off the bus" in captured.err
