@@ -1,6 +1,6 @@
 """`humanlike-tui serve`: a local OpenAI-compatible server for a trained adapter.
 
-    humanlike-tui serve --adapter RUN [--port 8000] [--base-too] [--host 127.0.0.1]
+    humanlike-tui serve --adapter RUN [--port 8000] [--base-too] [--host 127.0.0.1] [--cors ORIGIN]
 
 Loads the run's base as chat does (quantized as trained) with the adapter on it, and serves
 GET /v1/models and POST /v1/chat/completions (streaming or not) until Ctrl+C. Model ids: the run name
@@ -12,8 +12,10 @@ Any OpenAI client works:
     client.chat.completions.create(model="RUN", messages=[{"role": "user", "content": "Hi!"}])
 
 Loopback only unless --host names another address (there is no authentication: anyone who can reach
-the port can use the model). --port 0 picks a free port. Exit codes: 0 stopped with Ctrl+C, 2 unknown
-run or port in use, 1 the model failed to load.
+the port can use the model); on loopback it answers only loopback Host names and no web page unless
+--cors names the page's origin. The port is taken before the model loads, so a busy port is known at
+once. --port 0 picks a free port. Exit codes: 0 stopped with Ctrl+C, 2 unknown run, port in use or an
+address that is not this machine's, 1 the model failed to load.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "authentication)")
     parser.add_argument("--base-too", action="store_true",
                         help="also serve the base model (adapter off) under the base model's name")
+    parser.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                        help="let web pages from ORIGIN (e.g. http://localhost:3000; * for any) call the server "
+                             "from a browser; repeat for more. Off by default: browsers' cross-origin requests "
+                             "are refused")
     parser.add_argument("--max-queue", type=int, default=16, metavar="N",
                         help="requests that may wait for the model (more get 503)")
     add_trust_argument(parser)
@@ -41,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
     from humanlike_tui.engine.inference.generator import Generator, resolve_adapter
-    from humanlike_tui.engine.inference.server import ChatServer, is_loopback
+    from humanlike_tui.engine.inference.server import ChatServer, is_loopback, open_listener
     from humanlike_tui.errors import InputError
 
     if not 0 <= args.port <= 65535:
@@ -56,10 +62,16 @@ def run(args: argparse.Namespace, ready: threading.Event | None = None, stop: th
         print(message, file=sys.stderr)
 
     consent_to_remote_code(args, resolve_adapter(args.adapter).config)  # before the model loads
-    gen = Generator.open(args.adapter, log=log)
-    server = ChatServer(gen, args.host, args.port, base_too=args.base_too, max_queue=args.max_queue, log=log)
+    listener = open_listener(args.host, args.port)  # a taken port is known now, not after the load
     try:
-        server.start()
+        gen = Generator.open(args.adapter, log=log)
+    except BaseException:
+        listener.server_close()
+        raise
+    server = ChatServer(gen, args.host, args.port, base_too=args.base_too, max_queue=args.max_queue, log=log,
+                        cors=args.cors)
+    try:
+        server.start(listener)
         print(f"OpenAI-compatible server at {server.url}  models: {', '.join(server.models)}  (Ctrl+C stops)",
               flush=True)
         if ready is not None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from humanlike_tui.records import Turn
 from tiny_run import RUN_NAME, SHARED_CACHE, install_run
 
 openai = pytest.importorskip("openai")
@@ -181,3 +185,279 @@ def test_cli_serve_answers_until_stopped(home, monkeypatch, capsys):
         stop.set()
         worker.join(30)
     assert not worker.is_alive()
+
+
+# ---- issue 25 (reliability, round three) and issue 24 item 7: raw HTTP against the same loaded model ----
+
+def raw(port: int, request: bytes, timeout: float = 30, *, linger_reset: bool = False) -> tuple[int, dict, bytes]:
+    """Send `request` as is; (status, headers, body) of the answer (status 0: closed without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    if not data:
+        return 0, {}, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def post(port: int, body: bytes | dict, headers: dict | None = None, timeout: float = 30):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    fields = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json", "Content-Length": str(len(data)),
+              **(headers or {})}
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items() if v is not None)
+    return raw(port, f"POST /v1/chat/completions HTTP/1.1\r\n{head}\r\n".encode() + data, timeout)
+
+
+def ask(text: str = "Hi there", **extra) -> dict:
+    return {"model": RUN_NAME, "messages": [{"role": "user", "content": text}], "temperature": 0, "max_tokens": 4,
+            **extra}
+
+
+def long_running(port: int) -> socket.socket:
+    """A request that samples for a long time (temperature 5 never says the end marker), socket left open."""
+    data = json.dumps(ask(temperature=5, max_tokens=2000, seed=1)).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    return s
+
+
+def lock_free_within(gen, seconds: float) -> bool:
+    if gen.lock.acquire(timeout=seconds):
+        gen.lock.release()
+        return True
+    return False
+
+
+def wait_busy(gen, seconds: float = 20) -> None:
+    """Until a request holds the model (generation has begun)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not gen.lock.acquire(blocking=False):
+            time.sleep(0.5)  # well into the answer
+            return
+        gen.lock.release()
+        time.sleep(0.02)
+    raise AssertionError("the request never started")
+
+
+def test_a_long_history_is_fitted_with_a_few_tokenizations(server, monkeypatch):
+    from humanlike_tui.engine.inference import generator as G
+
+    gen, calls = server.gen, []
+    real = G.format_conversation
+    monkeypatch.setattr(G, "format_conversation", lambda *a, **k: calls.append(1) or real(*a, **k))
+    history = [Turn(f"question {i}", adapter=f"answer number {i}") for i in range(2000)]
+    settings = gen.settings(max_new_tokens=64)
+    ids, kept, _ = gen._encode("adapter", "and now?", history, settings)
+    assert 0 < kept < 2000 and len(calls) <= 30  # was one tokenization per dropped turn: ~2,000
+    one_more = real("and now?", [(t.prompt, t.adapter) for t in history[-kept - 1:]], gen.template, gen.tok)
+    assert gen.context_length() - len(gen.tok(one_more, add_special_tokens=False)["input_ids"]) < 64  # the most
+    assert gen.context_length() - len(ids) >= 64
+
+
+def test_two_thousand_pairs_are_answered_in_seconds(server):
+    messages = []
+    for i in range(2000):
+        messages += [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]
+    t0 = time.monotonic()
+    status, _, body = post(server.port, ask(messages=messages + [{"role": "user", "content": "and now?"}]))
+    assert status == 200, body
+    assert time.monotonic() - t0 < 20  # was 100+ s
+    status, _, body = post(server.port, ask(messages=[{"role": "user", "content": "x"}] * 10_001))
+    assert status == 413 and "at most 10,000" in json.loads(body)["error"]["message"]
+
+
+def test_a_request_whose_client_left_stops_generating(server):
+    s = long_running(server.port)
+    wait_busy(server.gen)
+    s.close()
+    assert lock_free_within(server.gen, 3)  # was: sampled on to 2,000 tokens for nobody
+
+
+def test_stop_ends_the_running_request_within_two_seconds(server):
+    """What Ctrl+C in `serve` does (server.stop, then the model is let go), during a long request."""
+    from humanlike_tui.engine.inference.server import ChatServer
+
+    other = ChatServer(server.gen, "127.0.0.1", 0).start()
+    s = long_running(other.port)
+    try:
+        wait_busy(server.gen)
+        t0 = time.monotonic()
+        other.stop()
+        assert lock_free_within(server.gen, 2) and time.monotonic() - t0 < 2.5
+    finally:
+        s.close()
+
+
+def test_an_early_disconnect_prints_no_traceback(server, capfd):
+    for request in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le",
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 500\r\n\r\n{\"model\": "):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        s.sendall(request)
+        time.sleep(0.2)
+        s.close()
+    s = long_running(server.port)  # and a client gone in the middle of an answer
+    wait_busy(server.gen)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    assert lock_free_within(server.gen, 5)
+    time.sleep(0.3)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_content_length_minus_one_is_refused_at_once(server):
+    data = json.dumps(ask()).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: -1\r\n\r\n" + data)  # and the connection stays open: it was read to its end
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.0 400") and b"Content-Length" in answer
+
+
+def test_foreign_host_origin_and_content_type_are_refused(server):
+    port = server.port
+    get = "GET /v1/models HTTP/1.1\r\nHost: {}\r\n\r\n"
+    assert raw(port, get.format("evil.example:8000").encode())[0] == 403  # DNS rebinding: the page's own name
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert raw(port, get.format(host).encode())[0] == 200
+    status, _, body = post(port, ask(), {"Origin": "https://evil.example"})
+    assert status == 403 and "--cors https://evil.example" in json.loads(body)["error"]["message"]
+    status, _, body = post(port, ask(), {"Content-Type": "text/plain"})  # a page's "simple" request
+    assert status == 415 and "application/json" in json.loads(body)["error"]["message"]
+    assert post(port, ask(), {"Content-Type": None})[0] == 415
+    assert post(port, ask(), {"Content-Type": "application/json; charset=utf-8"})[0] == 200
+
+
+def test_cors_lets_the_named_origin_in(server):
+    from humanlike_tui.engine.inference.server import ChatServer
+
+    web = ChatServer(server.gen, "127.0.0.1", 0, cors=["http://app.example"]).start()
+    try:
+        status, headers, _ = raw(web.port, b"OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 b"Origin: http://app.example\r\nAccess-Control-Request-Method: POST\r\n"
+                                 b"Access-Control-Request-Headers: content-type, authorization\r\n\r\n")
+        assert status == 204 and headers["access-control-allow-origin"] == "http://app.example"
+        assert "POST" in headers["access-control-allow-methods"]
+        assert "authorization" in headers["access-control-allow-headers"]
+        status, headers, _ = post(web.port, ask(), {"Origin": "http://app.example"})
+        assert status == 200 and headers["access-control-allow-origin"] == "http://app.example"
+        assert post(web.port, ask(), {"Origin": "http://other.example"})[0] == 403
+    finally:
+        web.stop()
+    assert ChatServer(server.gen, "0.0.0.0", 0).host_allowed("my-box.lan:8000")  # --host widened it
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (b'{"model": "%s", "messages": [{"role": "user", "content": "\\ud800 hi"}]}' % RUN_NAME.encode(), "surrogate"),
+    (b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "x": ' % RUN_NAME.encode()
+     + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+])
+def test_odd_json_is_a_400(server, body, fragment):
+    status, _, answer = post(server.port, body)
+    assert status == 400 and fragment in json.loads(answer)["error"]["message"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD", "BREW"])
+def test_other_methods_get_the_json_405(server, method):
+    status, headers, body = raw(server.port, f"{method} /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                             "Content-Length: 0\r\n\r\n".encode())
+    assert status == 405 and headers["content-type"] == "application/json" and "POST" in headers["allow"]
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def test_a_half_open_connection_is_closed(server):
+    from humanlike_tui.engine.inference.server import ChatServer
+
+    quick = ChatServer(server.gen, "127.0.0.1", 0, request_timeout=0.5).start()
+    try:
+        for partial in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # headers never end
+                        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                        b"\r\nContent-Length: 100\r\n\r\n{"):  # nor does the body
+            with socket.create_connection(("127.0.0.1", quick.port), timeout=10) as s:
+                s.sendall(partial)
+                t0 = time.monotonic()
+                s.recv(65536)  # returns when the server lets go (was: never)
+                assert time.monotonic() - t0 < 5
+    finally:
+        quick.stop()
+
+
+def test_an_unassignable_host_names_host_not_port(server):
+    from humanlike_tui.engine.inference.server import ChatServer
+    from humanlike_tui.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        ChatServer(server.gen, "192.0.2.1", 0).start()  # TEST-NET-1: no machine has it
+    assert "--host must be an address of this machine" in str(err.value) and "--port" not in str(err.value)
+
+
+def test_a_temperature_of_1e_300_answers(server, client):
+    out = client.chat.completions.create(model=RUN_NAME, messages=[{"role": "user", "content": "Hi"}],
+                                         temperature=1e-300, max_tokens=4)
+    greedy = client.chat.completions.create(model=RUN_NAME, messages=[{"role": "user", "content": "Hi"}],
+                                            temperature=0, max_tokens=4)
+    assert out.choices[0].message.content == greedy.choices[0].message.content
+
+
+def test_nulls_and_negative_seeds_behave_as_openai(server, client):
+    for extra in ({"n": None}, {"max_completion_tokens": None, "max_tokens": 2}, {"seed": -1},
+                  {"seed": 2**63 - 1, "temperature": 0.8}, {"stream": None}):
+        status, _, body = post(server.port, ask(**extra))
+        assert status == 200, (extra, body)
+        if "max_tokens" in extra:
+            assert json.loads(body)["usage"]["completion_tokens"] <= 2
+    out = client.chat.completions.create(model=RUN_NAME, messages=[{"role": "user", "content": "Hi"}], n=None,
+                                         max_completion_tokens=None, max_tokens=2, seed=-1, temperature=0.7)
+    assert out.usage.completion_tokens <= 2
+
+
+def test_a_chunked_body_is_read(server):
+    import http.client
+
+    data = json.dumps(ask()).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/v1/chat/completions", body=iter([data[:10], data[10:]]),
+                 headers={"Content-Type": "application/json"}, encode_chunked=True)
+    answer = conn.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["choices"][0]["finish_reason"] in ("stop", "length")
+    conn.close()
+    big = b"x" * 70_000
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(big), big) for _ in range(16))
+               + b"0\r\n\r\n")
+    assert raw(server.port, request)[0] == 413
+
+
+def test_usage_streams_only_when_asked_in_its_own_chunk(client):
+    kwargs = dict(model=RUN_NAME, messages=[{"role": "user", "content": "Hi"}], temperature=0, max_tokens=4,
+                  stream=True)
+    plain = list(client.chat.completions.create(**kwargs))
+    assert all(c.usage is None for c in plain) and all(c.choices for c in plain)
+    asked = list(client.chat.completions.create(stream_options={"include_usage": True}, **kwargs))
+    *rest, last = asked
+    assert last.choices == [] and last.usage.completion_tokens > 0 and last.usage.total_tokens > 0
+    assert all(c.usage is None and c.choices for c in rest) and rest[-1].choices[0].finish_reason
+
+
+def test_cli_serve_checks_the_port_before_loading_the_model(home, monkeypatch, capsys):
+    from humanlike_tui import cli
+    from humanlike_tui.engine.inference import generator
+
+    install_run(home)
+    monkeypatch.setattr(generator.Generator, "open", classmethod(lambda *a, **k: pytest.fail("the model loaded")))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--adapter", RUN_NAME, "--port", str(port)]) == 2
+    assert "choose another --port" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["serve", "--adapter", RUN_NAME, "--cors", "http://a.example",
+                                          "--cors", "http://b.example"])
+    assert args.cors == ["http://a.example", "http://b.example"]

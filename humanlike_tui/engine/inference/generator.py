@@ -165,20 +165,29 @@ class Generator:
 
     def _encode(self, side: str, prompt: str, history: Sequence[Turn], settings: GenSettings
                 ) -> tuple[list[int], int, int]:
-        """Token ids of the conversation, dropping the oldest turns until max_new_tokens fit the context."""
+        """Token ids of the conversation: the newest turns that leave max_new_tokens of room in the context.
+
+        The count kept is searched (1, 2, 4, ... turns, then halving the gap), so a long history costs a
+        handful of tokenizations of the turns that fit, not one tokenization of everything per dropped turn
+        (that was quadratic: 2,000 turns took over 100 s)."""
         context = self.context_length()
         turns = [(t.prompt, t.answer(side)) for t in history if t.answer(side).strip()]
-        while True:
-            text = format_conversation(prompt, turns, self.template, self.tok,
+
+        def encode(kept: int) -> list[int]:  # the prompt after the newest `kept` turns
+            text = format_conversation(prompt, turns[len(turns) - kept:] if kept else [], self.template, self.tok,
                                        system=self.system_prompt)
-            ids = list(self.tok(text, add_special_tokens=False)["input_ids"])  # as in training: no extra BOS
-            room = context - len(ids)
-            if room >= settings.max_new_tokens or not turns:
-                break
-            turns = turns[1:]
+            return list(self.tok(text, add_special_tokens=False)["input_ids"])  # as in training: no extra BOS
+
+        def fits(ids: list[int]) -> bool:
+            return context - len(ids) >= settings.max_new_tokens
+
+        kept, ids = 0, encode(0)
+        if turns and fits(ids):
+            kept, ids = _most_that_fit(len(turns), encode, fits, ids)
+        room = context - len(ids)
         if room < 1:
             raise InputError(f"the prompt is {len(ids)} tokens but the model reads at most {context}; shorten it")
-        return ids, len(turns), min(settings.max_new_tokens, room)
+        return ids, kept, min(settings.max_new_tokens, room)
 
     def _generate(self, side: str, ids: list[int], max_new: int, settings: GenSettings, emit: Emit,
                   stop: threading.Event) -> Answer:
@@ -186,10 +195,11 @@ class Generator:
 
         stream = TextStream(self.tok, self.markers, lambda piece: emit(AnswerText(side, piece)))
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_new, do_sample=not settings.greedy, repetition_penalty=settings.repetition_penalty,
+            max_new_tokens=max_new, do_sample=not _greedy(settings),
+            repetition_penalty=settings.repetition_penalty,
             pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id, use_cache=True,
             streamer=stream, stopping_criteria=stopping_criteria(stop.is_set, stream, prompt_len=len(ids)))
-        if not settings.greedy:
+        if not _greedy(settings):
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)  # silence 'unused sampling flag' notices
@@ -267,6 +277,40 @@ class Generator:
         with self.lock:
             self.model = None
             self._free_cache()
+
+
+# Below this, sampling is greedy: logits divided by 1e-300 overflow to inf and sampling fails on NaN
+# probabilities, while any temperature this small already picks the likeliest token (its limit as T -> 0).
+MIN_SAMPLING_TEMPERATURE = 1e-4
+
+
+def _greedy(settings: GenSettings) -> bool:
+    return settings.greedy or settings.temperature < MIN_SAMPLING_TEMPERATURE
+
+
+def _most_that_fit(total: int, encode: Callable[[int], list[int]], fits: Callable[[list[int]], bool],
+                   ids: list[int]) -> tuple[int, list[int]]:
+    """The largest k <= total whose encode(k) fits, given that encode(0) (= ids) fits; token counts grow
+    with k. Doubling then bisection: about 2 log2(k) encodings of at most 2k turns."""
+    good, good_ids, bad = 0, ids, total + 1
+    k = 1
+    while k < bad:
+        candidate = encode(k)
+        if not fits(candidate):
+            bad = k
+            break
+        good, good_ids = k, candidate
+        if k == total:
+            return good, good_ids
+        k = min(k * 2, total)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        candidate = encode(mid)
+        if fits(candidate):
+            good, good_ids = mid, candidate
+        else:
+            bad = mid
+    return good, good_ids
 
 
 def _tensor_bytes(t) -> int:
