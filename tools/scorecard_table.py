@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from humanlike_tui.records import FIGURES, format_figure
+from humanlike_tui.records import FIGURES, format_figure, judge_caption
 
 
 def load(paths: list[str]) -> list[dict]:
@@ -28,7 +28,19 @@ def table(cards: list[dict]) -> str:
         cells += [format_figure(key, c["adapter"].get(key)) for c in cards]
         cells += [format_figure(key, (ref.get(side) or {}).get(key)) for side in ("chosen", "rejected")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append(judge_row(cards))
     return "\n".join(lines)
+
+
+def judge_row(cards: list[dict]) -> str:
+    """Each run has its own judge (trained on its own training rows): its held-out accuracy under its column;
+    the base column and the data's columns were judged by the first run's judge."""
+    def accuracy(card: dict) -> str:
+        value = (card.get("judge") or {}).get("accuracy")
+        return "—" if value is None else f"{value:.1%}"
+
+    cells = [accuracy(cards[0])] + [accuracy(c) for c in cards] + [accuracy(cards[0])] * 2
+    return "| judge's own accuracy (held-out training answers) | " + " | ".join(cells) + " |"
 
 
 def samples(cards: list[dict], width: int = 400) -> str:
@@ -48,6 +60,8 @@ def main(paths: list[str]) -> None:
     print(f"{c['rows']} held-out rows, {c['prompts']} prompts of {c['data_source']}; answers: seed "
           f"{c['settings']['seed']}, temperature {c['settings']['temperature']}, top-p {c['settings']['top_p']}, "
           f"up to {c['settings']['max_new_tokens']} new tokens.\n")
+    if judge_caption(c):
+        print(f"{judge_caption(c)} (first run's judge; each run's own accuracy is in the last row).\n")
     print(table(cards))
     print()
     print(samples(cards))
