@@ -161,3 +161,42 @@ def test_chat_renders_history_exactly_as_training(family, template):
     ids, kept, _ = gen._encode("adapter", TURNS[4][1], history, gen.default_settings)
     ex = example(tok, TURNS, template=template, system_prompt=PERSONA)
     assert kept == 2 and ids == list(ex.prompt_ids)
+
+
+@pytest.mark.slow  # imports trl (several seconds); CI runs it: .ci/run -m slow
+def test_sft_loss_on_a_conversation_equals_trl_assistant_only_loss(tmp_path):
+    """The same conversation, the same tiny llama: our SFT loss (every assistant turn, normalised by the
+    labelled tokens as a training step does) equals TRL's SFTTrainer with assistant_only_loss=True."""
+    import torch
+    import transformers
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from humanlike_tui.engine import logprobs as L
+    from humanlike_tui.engine.training.steps import sft_normaliser
+
+    tok = family_tokenizer(trl_template("llama3"))
+    tok.pad_token = "<|endoftext|>"
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512)).float()
+    model.get_base_model = lambda: model  # answer_logprobs takes the PEFT model training holds
+    turns = [("system", PERSONA)] + TURNS
+
+    ex = example(tok, turns)
+    ids, labels = D.sft_tensors(ex, False)
+    batch = D.pad_batch([(ids, labels)], tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = L.answer_logprobs(model, *batch, "cpu")
+    ours = float(-logp.sum() / sft_normaliser(ex, False))
+
+    data = Dataset.from_list([{"messages": [{"role": r, "content": c} for r, c in turns]}])
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), assistant_only_loss=True, report_to=[], max_length=None,
+                     per_device_train_batch_size=1, use_cpu=True, bf16=False, fp16=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    inputs = trainer.data_collator([trainer.train_dataset[0]])
+    with torch.no_grad():
+        theirs = float(trainer.compute_loss(model, inputs))
+    assert sum(int(t != D.IGNORE) for t in labels) == int((inputs["labels"] != -100).sum())
+    assert abs(ours - theirs) < 1e-5, (ours, theirs)
