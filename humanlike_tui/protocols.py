@@ -175,7 +175,8 @@ class GenerationService(Protocol):
         ...
 
     def serve(self, generator: Generator, log: Log) -> ServerHandle:
-        """Serve `generator` on 127.0.0.1 (port 8000, or any free port when that one is taken)."""
+        """Serve `generator` on 127.0.0.1 (port 8000, or any free port when that one is taken, said through
+        `log` for the person)."""
         ...
 
 

@@ -47,6 +47,7 @@ class ServerChanged(Message):
     bubble = False
     handle: ServerHandle | None = None
     error: str = ""
+    note: str = ""  # said with the address: port 8000 was busy, so another was taken
 
 
 @dataclass

@@ -31,9 +31,11 @@ class EngineGeneration:
         from humanlike_tui.errors import InputError
 
         try:
-            return ChatServer(generator, "127.0.0.1", 8000, log=log).start()
-        except InputError:  # 8000 is taken: any free port
-            return ChatServer(generator, "127.0.0.1", 0, log=log).start()
+            return ChatServer(generator, "127.0.0.1", 8000).start()
+        except InputError:  # 8000 is taken: any free port, and the person is told why the address changed
+            server = ChatServer(generator, "127.0.0.1", 0).start()
+            log(f"Port 8000 is busy (another server?), so this one took port {server.port}.")
+            return server
 
 
 class EngineScorecard:

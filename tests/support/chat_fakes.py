@@ -210,6 +210,7 @@ class FakeGeneration:
         self.error = error
         self.opened: list[FakeGenerator] = []
         self.served: list[FakeServer] = []
+        self.port_busy = False  # serve() finds 8000 taken
 
     def open(self, name: str, log: Callable[[str], None]) -> FakeGenerator:
         log(f"loading {name}")
@@ -221,9 +222,11 @@ class FakeGeneration:
         return generator
 
     def serve(self, generator: FakeGenerator, log: Callable[[str], None]) -> FakeServer:
-        server = FakeServer(generator, f"http://127.0.0.1:{8000 + len(self.served)}/v1")
+        port = 8000 + len(self.served) + self.port_busy
+        server = FakeServer(generator, f"http://127.0.0.1:{port}/v1")
         self.served.append(server)
-        log(f"serving at {server.url}")
+        if self.port_busy:  # as the real service: says why the address is not :8000
+            log(f"Port 8000 is busy (another server?), so this one took port {port}.")
         return server
 
 

@@ -42,3 +42,15 @@ async def test_ctrl_g_serves_the_loaded_adapter_and_stops():
         await open_adapter(pilot, "warm-sft-v1")
         await wait_until(pilot, lambda: second.stopped, what="the server to stop with its model")
         assert screen.server is None
+
+
+async def test_ctrl_g_says_when_port_8000_was_busy():
+    generation = FakeGeneration()
+    generation.port_busy = True
+    app = build(initial_screen="chat", library=generation.library, generation=generation)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_adapter(pilot, "warm-sft-v2")
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: screen.server is not None, what="the server")
+        said = [str(n.message) for n in app._notifications]
+        assert any("Port 8000 is busy" in s and "http://127.0.0.1:8001/v1" in s for s in said), said

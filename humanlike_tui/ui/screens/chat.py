@@ -394,8 +394,10 @@ class ChatScreen(Screen):
 
     @work(thread=True, group="chat-serve", exit_on_error=False, name="chat-serve")
     def _start_server(self, generator: Generator) -> None:
+        notes: list[str] = []  # e.g. that port 8000 was busy, so the server took another
         try:
-            self.post_message(ServerChanged(self.services.generation.serve(generator, lambda text: None)))
+            handle = self.services.generation.serve(generator, notes.append)
+            self.post_message(ServerChanged(handle, note=" ".join(notes)))
         except Exception as exc:
             self.post_message(ServerChanged(error=error_text(exc)))
 
@@ -406,7 +408,8 @@ class ChatScreen(Screen):
             self._stop_handle(message.handle)
         else:
             self.server = message.handle
-            self.notify(f"OpenAI-compatible server at {self.server.url} (model: {self.loaded_name}); "
+            note = f"{message.note} " if message.note else ""
+            self.notify(f"{note}OpenAI-compatible server at {self.server.url} (model: {self.loaded_name}); "
                         "ctrl+g stops it", timeout=10)
         self.refresh_view()
 
