@@ -32,10 +32,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
     """--config / --preset / --set, shared by every command that takes a config."""
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--config", metavar="FILE", help="config TOML file")
-    group.add_argument("--preset", metavar="NAME", help="a shipped preset (gaming-8gb, demo)")
+    group.add_argument("--preset", metavar="NAME", help=f"a shipped preset ({', '.join(_preset_names())})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set train.max_steps=100 (repeatable)")
     add_trust_argument(parser)
+
+
+def _preset_names() -> list[str]:
+    from humanlike_tui.config import preset_names
+
+    return preset_names()
 
 
 def add_trust_argument(parser: argparse.ArgumentParser) -> None:

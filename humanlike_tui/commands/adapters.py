@@ -101,10 +101,18 @@ def do_show(args: argparse.Namespace) -> int:
                 "final_eval_loss", "created_iso", "finished_iso", "size_bytes", "last_checkpoint", "run_dir",
                 "adapter_dir", "error"):
         if info.get(key) not in (None, ""):
-            print(f"{key:16} {info[key]}")
+            print(f"{key:16} {show_value(key, info[key])}")
     if details["checkpoints"]:
         print(f"{'checkpoints':16} steps {', '.join(map(str, details['checkpoints']))}")
     return 0
+
+
+def show_value(key: str, value) -> str:
+    """A value of `adapters show` as a person reads it: losses to 4 significant digits (as the progress
+    line shows them; --json keeps them whole)."""
+    if key in ("final_loss", "final_eval_loss") and isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def do_rename(args: argparse.Namespace) -> int:

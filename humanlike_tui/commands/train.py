@@ -110,15 +110,32 @@ class ProgressListener:
         self._start_bar(e.total_steps, e.start_step)
 
     def on_Step(self, e: Step) -> None:
-        info = f"loss {e.loss:.4f}" + (f" eval {self.last_eval:.4f}" if self.last_eval is not None else "")
-        info += f" lr {e.lr:.2e} {e.tokens_per_s:,.0f} tok/s"
+        self.last_step = e
+        self._update_info()
+
+    def _update_info(self, final: dict | None = None) -> None:
+        """The bar's text: the last step's loss, lr and speed with the latest eval loss. At the end
+        (`final`, the run's summary) the same numbers as the finished line: the final eval loss and the
+        run's average speed, not the last step's."""
+        e = getattr(self, "last_step", None)
+        if e is None or not self.progress:
+            return
+        loss, eval_loss, speed = e.loss, self.last_eval, e.tokens_per_s
+        if final:
+            loss = final.get("final_loss", loss) if isinstance(final.get("final_loss"), (int, float)) else loss
+            if isinstance(final.get("final_eval_loss"), (int, float)):
+                eval_loss = final["final_eval_loss"]
+            if isinstance(final.get("tokens_per_s"), (int, float)):
+                speed = final["tokens_per_s"]
+        info = f"loss {loss:.4f}" + (f" eval {eval_loss:.4f}" if eval_loss is not None else "")
+        info += f" lr {e.lr:.2e} {speed:,.0f} tok/s"
         if "reward_accuracy" in e.metrics:
             info += f" reward acc {e.metrics['reward_accuracy']:.2f}"
-        if self.progress:
-            self.progress.update(self.task, completed=e.step, info=info)
+        self.progress.update(self.task, completed=e.step, info=info)
 
     def on_Eval(self, e: Eval) -> None:
         self.last_eval = e.eval_loss
+        self._update_info()
         extra = "".join(f", {k} {v:.3f}" for k, v in e.metrics.items())
         self._print(f"step {e.step}: eval loss {e.eval_loss:.4f}{extra}")
         for prompt, answer in e.samples:
@@ -137,11 +154,14 @@ class ProgressListener:
                     f"humanlike-tui train --resume {e.run_id}")
 
     def on_Finished(self, e: Finished) -> None:
-        self.close()
         s = e.summary
+        self._update_info(final=s)
+        self.close()
+        speed = s.get("tokens_per_s")
+        speed = f"{speed:,.0f}" if isinstance(speed, (int, float)) else "n/a"
         self._print(f"[green]finished[/] {e.run_id}: {s.get('steps')} steps, loss {_fmt(s.get('first_loss'))} -> "
                     f"{_fmt(s.get('final_loss'))}, eval {_fmt(s.get('final_eval_loss'))}, "
-                    f"{s.get('tokens_per_s')} tok/s, {s.get('duration_s')} s\nadapter: {e.adapter_dir}")
+                    f"{speed} tok/s (average), {duration(s.get('duration_s'))}\nadapter: {e.adapter_dir}")
 
     def on_Failed(self, e: Failed) -> None:
         self.close()
@@ -150,6 +170,12 @@ class ProgressListener:
         if self.progress:
             self.progress.stop()
             self.progress = None
+
+
+def duration(seconds: Any) -> str:
+    from humanlike_tui.formatting import duration as text
+
+    return text(seconds if isinstance(seconds, (int, float)) else None)
 
 
 def _fmt(x: Any) -> str:

@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from humanlike_tui.formatting import date_text, size_text
+from humanlike_tui.formatting import date_text, duration, size_text
 from humanlike_tui.records import SCORECARD_COLUMNS, AdapterInfo, scorecard_caption, scorecard_rows
 
 # Method and folders are in the details pane. (title, widest it gets, drop rank): the name takes the
@@ -142,7 +142,7 @@ def _details_lines(details: dict[str, Any]) -> str:
     if data_counts.get("train_rows"):
         run.append(f"{data_counts['train_rows']} train / {data_counts.get('eval_rows', 0)} eval rows")
     if details.get("duration_s"):
-        run.append(f"{details['duration_s'] / 60:.0f} min")
+        run.append(duration(details["duration_s"]))  # '12s', '3m05s': a short run is not '0 min'
     if details.get("energy_wh"):
         run.append(f"{details['energy_wh']:.1f} Wh")
     if details.get("device"):
@@ -157,7 +157,8 @@ def _details_lines(details: dict[str, Any]) -> str:
 def scorecard_table(card: dict[str, Any]) -> Table:
     """The whole scorecard as `humanlike-tui eval` prints it: every figure, base → adapter, beside the
     data's own chosen and rejected answers (records.scorecard_rows, the one source of both)."""
-    table = Table(title="scorecard: base → adapter", caption=scorecard_caption(card), title_justify="left",
+    title = "scorecard: base → adapter" + (" · a: every answer" if card.get("answers_file") else "")
+    table = Table(title=title, caption=scorecard_caption(card), title_justify="left",
                   caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
     table.add_column(SCORECARD_COLUMNS[0], ratio=1)  # the label wraps on a narrow screen; figures never
     for name in SCORECARD_COLUMNS[1:]:

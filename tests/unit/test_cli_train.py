@@ -36,6 +36,7 @@ def test_unknown_model_offline_names_the_offline_choices(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "'nobody/no-such-model'" in err and "builtin:tiny-phi" in err and "local folder" in err
+    assert "builtin:smollm2-135m" in err and "smol-cpu" in err
 
 
 def test_unknown_hub_dataset_offline_says_what_to_do(capsys):

@@ -104,8 +104,8 @@ def hub_error(name: str, exc: BaseException) -> ModelError:
         f"model.name: could not load {name!r} from the Hugging Face Hub ({type(exc).__name__}: "
         f"{str(exc).splitlines()[0][:200] if str(exc) else 'no details'}). Check the name and your internet "
         "connection (a gated model also needs `huggingface-cli login`), or work offline with a local folder "
-        "(model.name = '/path/to/model') or the builtin models: builtin:tiny-phi (preset demo) or "
-        "builtin:phi-2-random.")
+        "(model.name = '/path/to/model') or the builtin models: builtin:smollm2-135m (a real chat model, preset "
+        "smol-cpu), builtin:tiny-phi (preset demo) or builtin:phi-2-random.")
 
 
 def load_tokenizer(cfg: Config, path: str):
