@@ -308,6 +308,15 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def shapes_text(counts: DataCounts) -> str:
+    """'rows by shape: messages 40, sharegpt 2; 3 conversations shortened to fit data.max_length ...'."""
+    text = "rows by shape: " + (", ".join(f"{shape} {n:,}" for shape, n in sorted(counts.shapes.items())) or "none")
+    if counts.shortened:
+        text += (f"; {counts.shortened:,} conversation{'s' if counts.shortened != 1 else ''} shortened to fit "
+                 "data.max_length (their oldest turns left out, the system prompt kept)")
+    return text
+
+
 def reasons_text(counts: DataCounts) -> str:
     return ", ".join(f"{n} {why}" for why, n in counts.dropped.most_common()) or "no reason recorded"
 

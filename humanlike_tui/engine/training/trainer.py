@@ -105,6 +105,8 @@ class Trainer:
         self.counts = counts
         self.emit(DataReport(cfg.data.source, counts.rows_read, counts.rows_kept, dict(counts.dropped),
                              counts.train_rows, counts.eval_rows, counts.tokens_mean, counts.tokens_max))
+        if set(counts.shapes) - {"prompt_chosen"} or counts.shortened:
+            self.log(D.shapes_text(counts))  # conversations: how many of each shape, how many shortened
         self.lengths = [e.length for e in self.train_set]
         self.passes = plan_for_device(cfg, model.config, self.precision, self.device, self.lengths, dpo, self.log)
         torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised from this
