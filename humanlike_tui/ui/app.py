@@ -69,6 +69,8 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
     BINDINGS = [
         *[Binding(key, f"show('{mode}')", title) for mode, (key, title, _) in SCREENS.items()],
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # The Keys panel (ctrl+p, Keys) closes with Escape too; only while it is open (check_action).
+        Binding("escape", "hide_help_panel", "Close the keys panel", show=False, priority=True),
     ]
 
     def __init__(self, services: Services, config: Config, config_path: Path, *,
@@ -162,6 +164,8 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Grey out the training keys that make no sense now (the footer shows them dimmed)."""
+        if action == "hide_help_panel":
+            return bool(self.screen.query("HelpPanel"))  # else Escape goes on to the screen (Chat: Stop)
         t = self.state.tracker
         rules = {"start_training": not t.active, "stop_training": t.active and t.status != "stopping",
                  "pause_training": t.status == "training", "resume_training": not t.active,

@@ -14,6 +14,14 @@ from ui_helpers import SIZE, build, feed_readings, no_blink, run_to_hold, settle
 
 SMALL = (80, 24)
 SCREEN_KEYS = ("f1", "f2", "f3", "f4", "f5")
+# The keys each screen's footer shows at 80 columns (a new user's most used), and more at 120.
+MOST_USED = {"hardware": {"f2", "f3", "f4", "f5", "ctrl+q"},
+             "config": {"ctrl+t", "ctrl+s", "ctrl+l", "ctrl+q", "f1", "f3", "f4", "f5"},
+             "train": {"n", "ctrl+q", "f1", "f2", "f4", "f5"},
+             "chat": {"ctrl+o", "ctrl+t", "ctrl+q", "f1", "f2", "f3", "f5"},
+             "adapters": {"o", "r", "x", "ctrl+q", "f1", "f2", "f3", "f4"}}
+AT_120 = {"config": {"ctrl+r", "ctrl+o"}, "train": {"e", "c"}, "chat": {"ctrl+g", "ctrl+n"},
+          "adapters": {"d", "space", "c"}}
 
 
 @pytest.fixture(autouse=True)
@@ -80,11 +88,17 @@ def test_adapters_at_80x24(snap_compare):
 
 
 async def test_the_footer_shows_the_screen_keys_at_120x40():
+    """And each screen's keys whole: the Adapters footer ended 'c Co', the Chat footer never had ctrl+g."""
     app = library_app("hardware")
     async with app.run_test(size=SIZE) as pilot:
-        for key in SCREEN_KEYS:
+        for mode, key in zip(MOST_USED, SCREEN_KEYS):
             await pilot.press(key)
-            await pilot.pause(0.1)
+            if mode == "adapters":
+                await wait_until(pilot, lambda: app.screen.listed and app.screen.selected is not None)
+            await footer_settled(pilot)
+            assert footer_problems(app) == [], mode
+            wanted = MOST_USED[mode] | AT_120.get(mode, set())
+            assert wanted <= shown_keys(app), (mode, sorted(wanted - shown_keys(app)))
             footer_keys = list(app.screen.query(FooterKey))
             palette = next(k for k in footer_keys if k.has_class("-command-palette"))
             shown = {k.key: k for k in footer_keys if k.key in SCREEN_KEYS}
@@ -127,3 +141,69 @@ async def test_a_narrow_footer_keeps_the_keys_usable_now():
             assert footer_key.region.right <= SMALL[0] and footer_key.region.width >= len(footer_key.description) + 2
         await pilot.press("s")
         await wait_until(pilot, lambda: not app.state.tracker.active)
+
+
+async def footer_settled(pilot) -> None:
+    """The shown screen's footer has its keys laid out (a screen shown the first time composes it late)."""
+    app = pilot.app
+
+    def laid_out() -> bool:
+        keys = list(app.screen.query(FooterKey))
+        return any(k.has_class("-command-palette") for k in keys) and all(k.region.width for k in keys)
+
+    await wait_until(pilot, laid_out, what="the footer")
+    await pilot.pause(0.05)
+    await wait_until(pilot, laid_out, what="the footer")
+
+
+def footer_problems(app) -> list[str]:
+    """What is wrong with the footer on display: a key cut or hidden, a key over the palette or past the
+    footer's right edge (the cut text showed as a stray character after '^p palette')."""
+    from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+
+    footer = app.screen.query_one(WorkbenchFooter)
+    keys = list(footer.query(FooterKey))
+    palette = next(k for k in keys if k.has_class("-command-palette"))
+    problems = [] if palette.region.right == footer.region.right else [f"palette ends at {palette.region.right}"]
+    for key in keys:
+        if key is palette:
+            continue
+        whole = len(key.key_display) + 1 + len(key.description)
+        if key.region.width < whole or key.region.right > palette.region.x:
+            problems.append(f"{key.key_display} {key.description!r} at {key.region}")
+    return problems
+
+
+def shown_keys(app) -> set[str]:
+    return {k.key for k in app.screen.query(FooterKey) if not k.has_class("-command-palette")}
+
+
+async def test_each_screen_footer_shows_its_most_used_keys_whole_at_80_columns():
+    """Found in the walk-through: ctrl+t Start and ctrl+q Quit hidden on Config at 80 columns, a stray
+    character after '^p palette' (the cut keys' text under it)."""
+    app = library_app("hardware")
+    async with app.run_test(size=SMALL) as pilot:
+        for mode, key in zip(MOST_USED, SCREEN_KEYS):
+            await pilot.press(key)
+            if mode == "adapters":
+                await wait_until(pilot, lambda: app.screen.listed and app.screen.selected is not None)
+            await footer_settled(pilot)
+            assert footer_problems(app) == [], mode
+            assert MOST_USED[mode] <= shown_keys(app), (mode, sorted(MOST_USED[mode] - shown_keys(app)))
+
+
+async def test_the_keys_panel_leaves_the_footer_whole_and_escape_closes_it():
+    app = library_app("chat")
+    async with app.run_test(size=SMALL) as pilot:
+        for size in (SMALL, SIZE):
+            await pilot.resize_terminal(*size)
+            app.action_show_help_panel()
+            await wait_until(pilot, lambda: bool(app.screen.query("HelpPanel")), what="the Keys panel")
+            await pilot.pause(0.1)
+            await footer_settled(pilot)
+            assert footer_problems(app) == [], size
+            assert "ctrl+o" in shown_keys(app)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not app.screen.query("HelpPanel"), what="Escape to close the panel")
+        await pilot.press("escape")  # with the panel closed Escape is the screen's again (nothing to stop)
+        assert app.screen.id != "_default" and app.is_running

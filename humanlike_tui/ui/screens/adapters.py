@@ -31,7 +31,7 @@ from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.exit_guard import saving
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import CompareChart
-from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 
 # Which button runs which action; the same check_action rules grey out both.
 BUTTONS = {"open": "open_in_chat", "rename": "rename", "delete": "delete", "export": "export",
@@ -93,6 +93,7 @@ class ScorecardDone(Message):
 
 class AdaptersScreen(Screen):
     SUB_TITLE = "Adapters"
+    FOOTER_KEYS = ("open_in_chat", "rename", "export", NAVIGATION, "delete", "mark", "compare", "resume", "scorecard")
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("o", "open_in_chat", "Chat", tooltip="Open the adapter in the Chat screen"),

@@ -38,7 +38,7 @@ from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
 from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
-from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 from humanlike_tui.ui.widgets.key_select import KeySelect
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
@@ -47,6 +47,7 @@ FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " 
 
 class ChatScreen(Screen):
     SUB_TITLE = "Chat"
+    FOOTER_KEYS = ("choose_adapter", "stop_generation", "toggle_settings", NAVIGATION, "new_conversation", "toggle_server")
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("escape", "stop_generation", "Stop", tooltip="Stop the answer being written"),
@@ -56,7 +57,7 @@ class ChatScreen(Screen):
         Binding("ctrl+l", "reload_adapters", "Reload list", tooltip="Read the adapters in the store again"),
         Binding("ctrl+t", "toggle_settings", "Settings",
                 tooltip="Show or hide the generation settings (hidden at first on a narrow terminal)"),
-        Binding("ctrl+g", "toggle_server", "Serve", show=False,
+        Binding("ctrl+g", "toggle_server", "Serve",
                 tooltip="Start or stop a local OpenAI-compatible server for the loaded adapter (127.0.0.1)"),
     ]
     DEFAULT_CSS = """

@@ -23,7 +23,7 @@ from humanlike_tui.ui.widgets.config_form import ConfigForm
 from humanlike_tui.ui.widgets.data_look import DataLook
 from humanlike_tui.ui.widgets.plan_panel import PlanPanel, plan_title
 from humanlike_tui.ui.palette import ScreenCommands
-from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 from humanlike_tui.ui.widgets.key_select import KeySelect
 
 
@@ -45,6 +45,7 @@ def problems_text(problems: list[str], shown: int = 3) -> Text:
 
 class ConfigScreen(Screen):
     SUB_TITLE = "Config"
+    FOOTER_KEYS = ("app.start_training", "save", "pick_model", NAVIGATION, "choose_preset", "load")  # most used first
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", tooltip="Write the config to the TOML file"),

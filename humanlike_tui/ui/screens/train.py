@@ -17,7 +17,7 @@ from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import LossChart, MetricChart, VramChart
 from humanlike_tui.ui.widgets.flow_log import FlowLog
 from humanlike_tui.ui.palette import ScreenCommands
-from humanlike_tui.ui.widgets.footer import WorkbenchFooter
+from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 
 STATUS_STYLE = {"idle": "dim", "starting": "bold cyan", "training": "bold green", "stopping": "bold yellow",
                 "pausing": "bold yellow", "paused": "bold yellow", "stopped": "bold yellow",
@@ -75,6 +75,8 @@ def idle_hint(t: RunTracker) -> str:
 
 class TrainScreen(Screen):
     SUB_TITLE = "Train"
+    FOOTER_KEYS = ("app.start_training", "app.stop_training", "app.pause_training", NAVIGATION, "app.resume_training",
+                   "next_chart", "app.resume_earlier")  # most used first: what the footer keeps at 80 columns
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("n", "app.start_training", "New run"),
