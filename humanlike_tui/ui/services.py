@@ -119,8 +119,9 @@ class EngineHardware:
     def preview(self, cfg: Config) -> Any:
         prepare(cfg)
         from humanlike_tui.engine import data
+        from humanlike_tui.engine.models.loading import load_tokenizer, resolve_model_path
 
-        return data.preview(cfg, n_examples=3)
+        return data.preview(cfg, load_tokenizer(cfg, resolve_model_path(cfg)), n_examples=3)
 
 
 class EngineModels:

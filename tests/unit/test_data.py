@@ -139,11 +139,11 @@ def test_bucketing_reduces_padding():
     assert sorted(order) == list(range(800))
 
 
-def test_preview_shows_lengths_against_max_length():
+def test_preview_shows_lengths_against_max_length(tok):
     from humanlike_tui.config import load_preset
 
     cfg = load_preset("demo").replace(**{"data.max_length": 100})
-    p = D.preview(cfg)
+    p = D.preview(cfg, tok)
     assert p.rows >= 100 and len(p.lengths) == p.rows
     assert p.dropped_share == pytest.approx(sum(n > 100 for n in p.lengths) / p.rows)
     assert p.examples[0].startswith("### Instruct:\n") and p.examples[0].endswith("### End<|endoftext|>")

@@ -82,7 +82,7 @@ def test_download_command_prints_progress_lines_when_piped(hub, capsys):
 
 def test_training_fetches_a_hub_model_with_progress_lines(hub, monkeypatch):
     from humanlike_tui.config import load_preset
-    from humanlike_tui.engine.models import hub as hub_mod
+    from humanlike_tui.engine import hub as hub_mod
     from humanlike_tui.engine.models import loading
 
     monkeypatch.setattr(hub_mod, "offline_mode", lambda: False)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from humanlike_tui.config import load_preset
-from humanlike_tui.engine.models import hub as hub
+from humanlike_tui.engine import hub as hub
 from humanlike_tui.errors import DataError, ModelError
 
 

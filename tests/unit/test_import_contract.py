@@ -50,6 +50,8 @@ def add_line(root: Path, module: str, line: str, inside_function: bool = False) 
      "private name"),
     ("humanlike_tui.engine.evaluation.scoring", "from humanlike_tui.engine.training import steps", True,
      "evaluation may not import training"),
+    ("humanlike_tui.engine.data.preview", "from humanlike_tui.engine.models import loading", True,
+     "data may not import models"),
 ])
 def test_a_forbidden_import_breaks_the_contract(copy, module, line, lazy, expected):
     assert violations(copy) == []  # the copy is clean before the change

@@ -7,6 +7,6 @@ from humanlike_tui.engine.data.formatting import (INSTRUCT_PROMPT, INSTRUCT_END,
                                                   format_prompt, answer_suffix, format_example, encode_answer)
 from humanlike_tui.engine.data.loading import (LOCAL_SUFFIXES, MAX_FIELD_CHARS, DataCounts, Row, load_records,
                                                check_rows, READ_PROBLEMS, FIXES, reasons_text, shapes_text, load_rows)
-from humanlike_tui.engine.data.preview import DataPreview, preview
+from humanlike_tui.engine.data.preview import DataPreview, PreviewTurn, preview, row_turns, row_text
 from humanlike_tui.engine.data.conversation import (SYSTEM, USER, ASSISTANT, SHAPES, Rendered, Encoded, with_system,
                                                     render as render_conversation, encode as encode_conversation)

@@ -168,7 +168,7 @@ def _tabular_records(path: Path, suffix: str) -> list[Any]:
 
 
 def _hub_records(name: str, dcfg: DataConfig) -> Any:
-    from humanlike_tui.engine.models.hub import fail_fast_if_unreachable
+    from humanlike_tui.engine.hub import fail_fast_if_unreachable
 
     fail_fast_if_unreachable(name, "dataset", lambda why: _hub_data_error(name, why))
     try:

@@ -47,7 +47,7 @@ def download_model(name: str, revision: str | None = None, *,
     offline) when the hub cannot be reached, the hub's own errors otherwise."""
     from huggingface_hub import snapshot_download
 
-    from humanlike_tui.engine.models.hub import is_connection_failure, no_connection_text
+    from humanlike_tui.engine.hub import is_connection_failure, no_connection_text
 
     meter = _Meter(progress, stop or threading.Event(), clock)
     try:

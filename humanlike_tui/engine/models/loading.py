@@ -30,7 +30,7 @@ def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:
         return str(path)
     if name.startswith(("/", ".", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelError(f"model.name: local folder {name} does not exist; check the path")
-    from humanlike_tui.engine.models.hub import fail_fast_if_unreachable, offline_mode
+    from humanlike_tui.engine.hub import fail_fast_if_unreachable, offline_mode
 
     fail_fast_if_unreachable(name, "model", lambda why: hub_error(name, OSError(why)))
     if not offline_mode():
