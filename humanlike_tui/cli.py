@@ -28,6 +28,9 @@ COMMANDS = {
 }
 
 
+DEFAULT_PRESET = "gaming-8gb"  # what `train` and `hw` use when neither --config nor --preset is given
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """--config / --preset / --set, shared by every command that takes a config."""
     group = parser.add_mutually_exclusive_group(required=required)

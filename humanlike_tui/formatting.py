@@ -69,6 +69,15 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def long_duration(seconds: float) -> str:
+    """'45s', '3m05s', '5.2 hours', '58 days': a training run's length, however long."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return duration(seconds)
+
+
 def clock_stamp(seconds: float) -> str:
     """mm:ss (or h:mm:ss) since a start: short, and stable in tests with a fixed clock."""
     s = max(0, int(seconds))

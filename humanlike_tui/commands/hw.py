@@ -1,6 +1,7 @@
 """`humanlike-tui hw`: what this machine can do, and with a config, whether that run fits in memory.
 
-    humanlike-tui hw                         hardware report
+    humanlike-tui hw                         hardware report, and the plan of the default preset
+    humanlike-tui hw --set model.name=Qwen/Qwen3-1.7B   ... of that preset with this model
     humanlike-tui hw --preset gaming-8gb     ... and the VRAM plan for that config
     humanlike-tui hw --preset gaming-8gb --vram 8   plan for an 8 GiB GPU (from a machine without one)
     humanlike-tui hw --json                  the same as one JSON object
@@ -13,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
+from humanlike_tui.cli import DEFAULT_PRESET, add_config_arguments, config_from_args, consent_to_remote_code
 from humanlike_tui.errors import ConfigError
 from humanlike_tui.formatting import gib, memory_text
 
@@ -36,27 +37,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from humanlike_tui.engine.hardware.probe import probe_hardware
 
-    cfg = config_from_args(args, default_preset=None)  # ConfigError -> exit 2 in cli.main
+    if args.measure and not (args.config or args.preset):
+        raise ConfigError("--measure: needs a config to train; add --preset NAME or --config FILE")
+    # No config named: the plan of the default preset (train's), with any --set applied, so
+    # `hw --set model.name=...` plans that model. ConfigError -> exit 2 in cli.main.
+    cfg = config_from_args(args, default_preset=DEFAULT_PRESET)
     consent_to_remote_code(args, cfg)  # the plan reads the model's config, which may import its code
     if args.vram is not None and args.vram <= 0:
         raise ConfigError(f"--vram: must be a number of GiB > 0, got {args.vram}")
-    if args.measure and cfg is None:
-        raise ConfigError("--measure: needs a config to train; add --preset NAME or --config FILE")
     if args.measure < 0:
         raise ConfigError(f"--measure: must be a number of steps >= 1, got {args.measure}")
     report = probe_hardware(check_bnb=args.bnb_check)
-    plan = _plan(cfg, report, args) if cfg is not None else None
+    plan = _plan(cfg, report, args)
+    cpu = _cpu_time(cfg, plan, report)
     if not args.json:
-        _print_human(report, plan)
+        _print_human(report, plan, cpu, "" if (args.config or args.preset) else DEFAULT_PRESET)
     check = _measure(cfg, args) if args.measure else None
     if args.json:
-        data = {**report.to_dict(), "plan": plan.to_dict() if plan else None}
+        data = {**report.to_dict(), "plan": plan.to_dict() if plan else None,
+                "preset": args.preset or (None if args.config else DEFAULT_PRESET),
+                "cpu_time": cpu.to_dict() if cpu else None}
         if check is not None:
             data["measured"] = check.to_dict()
         print(json.dumps(data, indent=2))
     elif check is not None:
         _print_check(check)
     return 0
+
+
+def _cpu_time(cfg: Any, plan: Any, report: Any) -> Any:
+    """How long the run would take on this CPU (planning.CpuTime, the workbench's figure); None on a GPU."""
+    if plan is None or plan.device != "cpu":
+        return None
+    from humanlike_tui.engine import planning
+
+    return planning.cpu_time(cfg, plan.total_params, getattr(report.system, "cpu_count", None))
 
 
 def _measure(cfg: Any, args: argparse.Namespace) -> Any:
@@ -100,7 +115,7 @@ def _na(value: Any, fmt: str = "{}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
-def _print_human(report: Any, plan: Any) -> None:
+def _print_human(report: Any, plan: Any, cpu: Any = None, default_preset: str = "") -> None:
     from humanlike_tui.commands.output import console as make_console
 
     console = make_console(highlight=False)
@@ -110,7 +125,14 @@ def _print_human(report: Any, plan: Any) -> None:
         console.print(f"[yellow]![/] {note}", soft_wrap=True)
     if plan is not None:
         console.print()
+        if default_preset:
+            console.print(f"[dim]Plan for the default preset {default_preset} (--preset NAME or --config FILE "
+                          "for another; --set KEY=VALUE changes it)[/]", soft_wrap=True)
         _print_plan(console, plan)
+    if cpu is not None:
+        console.print(f"On this CPU: {cpu.time_text()}", soft_wrap=True)
+        if cpu.advice():
+            console.print(f"[yellow]![/] {cpu.advice()}", soft_wrap=True)
 
 
 def _print_gpus(console: Any, report: Any) -> None:

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from humanlike_tui.cli import add_config_arguments, config_from_args, consent_to_remote_code
+from humanlike_tui.cli import DEFAULT_PRESET, add_config_arguments, config_from_args, consent_to_remote_code
 from humanlike_tui.events import (LIBRARIES_LOADING, BatchReduced, CheckpointSaved, DataReport, Eval, Event, Failed,
                                   Finished, Log, RunStarted, Step, Stopped)
 
@@ -41,7 +41,7 @@ def resolve_config(args: argparse.Namespace):
         if args.config or args.preset:
             print("note: --resume uses the run's own config; --config/--preset are ignored", file=sys.stderr)
         return cfgmod.apply_overrides(store.get_run(args.resume).config(), args.overrides)
-    return config_from_args(args, default_preset="gaming-8gb")
+    return config_from_args(args, default_preset=DEFAULT_PRESET)
 
 
 def from_run_config(args: argparse.Namespace):

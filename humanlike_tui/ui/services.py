@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from humanlike_tui.config import Config
 from humanlike_tui import events as ev
-from humanlike_tui.formatting import date_text, duration, gib
+from humanlike_tui.formatting import date_text, gib
 from humanlike_tui.protocols import (DownloadView, Emit, GpuReading, HardwareView, Log, LossHistory, MemoryReading,
                                      ModelChoice, PlanView, PowerReader, RunChoice, RunOutcome)
 
@@ -242,26 +242,13 @@ def plan_view(plan: Any, cpu: Any = None) -> PlanView:
     lines = [f"{item.label}: {gib(item.bytes)}" for item in plan.items if item.bytes >= 5 * 1024**2]
     lines += [f"try: {s.text} (peak {gib(s.peak_bytes)})" for s in plan.suggestions[:3]]
     slow = ""
-    if cpu is not None:
-        rate = f"{cpu.tokens_per_s:,.0f}" if cpu.tokens_per_s >= 10 else f"{cpu.tokens_per_s:.1f}"  # a rough figure
-        took = (f"roughly {long_duration(cpu.seconds)} for {cpu.steps:,} steps at ~{rate} tokens/s "
-                f"on {cpu.cores} CPU core{'s' if cpu.cores != 1 else ''}")
+    if cpu is not None:  # the engine's texts (planning.CpuTime), which `hw` prints too
         if cpu.practical:
-            lines.insert(0, f"time: {took}")
+            lines.insert(0, f"time: {cpu.time_text()}")
         else:
-            slow = took
-            lines.insert(0, "practical on this CPU: builtin:tiny-phi (demo preset) or builtin:smollm2-135m "
-                            "(smol-cpu preset); a GPU for bigger models")
+            slow = cpu.time_text()
+            lines.insert(0, cpu.advice())
     return PlanView(plan.verdict, headline, tuple(lines), device=plan.device, slow=slow)
-
-
-def long_duration(seconds: float) -> str:
-    """'45s', '3m05s', '5.2 hours', '58 days': a training run's length, however long."""
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:,.0f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} hours"
-    return duration(seconds)
 
 
 def run_choice(run: Any) -> RunChoice:

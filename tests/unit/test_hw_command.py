@@ -60,12 +60,31 @@ def test_json_has_the_documented_keys_and_a_plan(fake_probe, capsys):
     assert sum(item["bytes"] for item in plan["items"]) == plan["peak_bytes"]
 
 
-def test_json_without_config_has_no_plan(fake_probe, capsys):
+def test_json_without_config_plans_the_default_preset_with_the_cpu_time(fake_probe, capsys):
+    """`hw` alone gave "plan": null; now the default preset's plan, and on a CPU the workbench's own time
+    and advice (planning.CpuTime): one source for both."""
+    from humanlike_tui.config import load_preset
+    from humanlike_tui.engine import planning
+
     fake_probe(no_driver_report())
     assert main(["hw", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["plan"] is None and data["gpus"] == [] and data["cuda_available"] is False
+    assert data["gpus"] == [] and data["cuda_available"] is False
     assert "humanlike-tui train --preset demo" in data["recommendations"][0]
+    assert data["preset"] == "gaming-8gb" and data["plan"]["device"] == "cpu"
+    cpu = data["cpu_time"]
+    expected = planning.cpu_time(load_preset("gaming-8gb"), data["plan"]["total_params"], SYSTEM.cpu_count)
+    assert cpu["time"] == expected.time_text() and "days for 600 steps" in cpu["time"]
+    assert cpu["advice"] == expected.advice() and "builtin:smollm2-135m" in cpu["advice"]
+
+
+def test_set_alone_plans_the_default_preset_with_that_model(fake_probe, capsys):
+    """The README's own example printed no plan."""
+    fake_probe(no_driver_report())
+    assert main(["hw", "--set", "model.name=Qwen/Qwen3-1.7B"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Qwen/Qwen3-1.7B" in out and "default preset gaming-8gb" in out
+    assert "On this CPU: roughly" in out and "practical on this CPU: builtin:tiny-phi" in out
 
 
 def test_human_report_without_driver_recommends_the_demo(fake_probe, capsys):

@@ -30,6 +30,28 @@ class CpuTime:
     def practical(self) -> bool:
         return self.seconds <= PRACTICAL_S
 
+    def time_text(self) -> str:
+        """'roughly 21 days for 600 steps at ~1.6 tokens/s on 2 CPU cores'."""
+        from humanlike_tui.formatting import long_duration
+
+        rate = f"{self.tokens_per_s:,.0f}" if self.tokens_per_s >= 10 else f"{self.tokens_per_s:.1f}"  # rough
+        return (f"roughly {long_duration(self.seconds)} for {self.steps:,} steps at ~{rate} tokens/s "
+                f"on {self.cores} CPU core{'s' if self.cores != 1 else ''}")
+
+    def advice(self) -> str:
+        """What is practical on this CPU, when this run is not ('' when it is). One text for the
+        workbench's plan, `hw` and `hw --json`."""
+        return "" if self.practical else PRACTICAL_ON_CPU
+
+    def to_dict(self) -> dict:
+        return {"tokens_per_s": self.tokens_per_s, "tokens": self.tokens, "seconds": self.seconds,
+                "cores": self.cores, "steps": self.steps, "practical": self.practical, "time": self.time_text(),
+                "advice": self.advice()}
+
+
+PRACTICAL_ON_CPU = ("practical on this CPU: builtin:tiny-phi (demo preset) or builtin:smollm2-135m (smol-cpu preset); "
+                    "a GPU for bigger models")
+
 
 def cpu_tokens_per_s(total_params: int, cores: int) -> float:
     return PARAM_TOKENS_PER_CORE_S * max(cores, 1) / max(total_params, 1)
