@@ -20,7 +20,7 @@ from humanlike_tui.config import Config
 
 if TYPE_CHECKING:  # annotations only: the workbench's first frame does not wait for these modules
     from humanlike_tui.events import Event
-    from humanlike_tui.records import AdapterInfo, Exchange, GenSettings, Turn
+    from humanlike_tui.records import AdapterInfo, Exchange, GenSettings, PickDraft, Turn
 
 Emit = Callable[["Event"], None]
 Log = Callable[[str], None]  # one progress line for people ("loading ...")
@@ -151,9 +151,9 @@ class Generator(Protocol):
     def config(self) -> Config: ...
 
     def answer_both(self, prompt: str, history: Sequence[Turn], settings: GenSettings, emit: Emit,
-                    stop: threading.Event | None = None) -> Exchange:
-        """Base then adapter, each streamed as AnswerStarted, AnswerText..., AnswerDone; raises
-        GenerationError (after that side's AnswerStarted) when generation fails."""
+                    stop: threading.Event | None = None, sides: Sequence[str] = ("base", "adapter")) -> Exchange:
+        """Base then adapter (or only `sides`), each streamed as AnswerStarted, AnswerText..., AnswerDone;
+        raises GenerationError (after that side's AnswerStarted) when generation fails."""
         ...
 
     def describe(self) -> dict[str, Any]: ...  # base_model, quant, device, ...
@@ -202,6 +202,13 @@ class ScorecardService(Protocol):
     def last(self, name: str) -> dict[str, Any] | None: ...  # the last saved scorecard (cheap)
 
 
+class PicksService(Protocol):
+    """The Chat screen's picks (engine/storage/picks.py): one JSON-lines collection per name."""
+
+    def add(self, collection: str, draft: PickDraft) -> int: ...  # saved at once; returns the collection's count
+    def collections(self) -> list[tuple[str, int]]: ...  # (name, picks), newest first
+
+
 class ModelService(Protocol):
     def choices(self) -> list[ModelChoice]: ...  # the curated list (engine/models/catalogue.py) and the builtins
 
@@ -232,6 +239,7 @@ class Services:
     generation: GenerationService
     scorecard: ScorecardService
     models: ModelService | None = None  # the Config screen's model picker (None: no picker)
+    picks: PicksService | None = None  # the Chat screen's pick keys and the Adapters screen's picks panel
     clock: Callable[[], float] = time.monotonic  # run timing and chart times
     wall_clock: Callable[[], float] = time.time  # transcript timestamps
     gpu_interval: float | None = 1.0  # None: no polling worker (snapshot tests feed readings by hand)

@@ -232,3 +232,21 @@ def format_figure(key: str, value: float | None) -> str:
         return "—"
     pattern = next(f for k, _, f in FIGURES if k == key)
     return pattern.format(value)
+
+@dataclass(frozen=True)
+class PickDraft:
+    """One preference the person gave on the Chat screen, before the store adds its id and time stamp
+    (engine/storage/picks.py saves it). history: the earlier (prompt, answer) turns of the side that wrote
+    the chosen answer (or was edited into it); chosen_by / rejected_by: base | adapter | edited."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_by: str
+    rejected_by: str
+    history: tuple[tuple[str, str], ...] = ()
+    adapter: str = ""
+    base_model: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    when: float | None = None
+    system: str = ""

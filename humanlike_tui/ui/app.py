@@ -33,7 +33,7 @@ from humanlike_tui.ui.crash import CrashApp
 from humanlike_tui.ui.exit_guard import quick_loop_exit, saving
 from humanlike_tui.ui.background import BackgroundWork
 from humanlike_tui.ui.gpu_share import GpuSharing
-from humanlike_tui.ui.chat_services import EngineGeneration, EngineScorecard
+from humanlike_tui.ui.chat_services import EngineGeneration, EnginePicks, EngineScorecard
 from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, RemoteCodeWanted, ResumeRun, RunHistory, RunRenamed,
                                        RunsListed)
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
@@ -454,7 +454,8 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
 def production_services() -> Services:
     """The real engine behind every protocol, imported on first use (always from a worker thread)."""
     return Services(training=EngineTraining(), hardware=EngineHardware(), library=EngineLibrary(),
-                    generation=EngineGeneration(), scorecard=EngineScorecard(), models=EngineModels())
+                    generation=EngineGeneration(), scorecard=EngineScorecard(), models=EngineModels(),
+                    picks=EnginePicks())
 
 
 def make_app(services: Services | None = None, config: Config | None = None, config_path: Path | None = None,

@@ -89,3 +89,14 @@ def transcript_path_problem(text: str) -> str:
     if path.exists():
         return f"{path} exists; choose another name (transcripts are never overwritten)"
     return ""
+
+@dataclass
+class PickSaved(Message):
+    """A pick was saved to `collection` (which now holds `count` picks), or could not be (error)."""
+
+    bubble = False
+    collection: str
+    chosen_by: str
+    rejected_by: str
+    count: int = 0
+    error: str = ""

@@ -61,3 +61,19 @@ class EngineScorecard:
         from humanlike_tui.engine import evaluation
 
         return evaluation.last_scorecard(name)
+
+class EnginePicks:
+    """protocols.PicksService over engine.storage.picks (stdlib only: cheap from any thread)."""
+
+    def add(self, collection: str, draft) -> int:
+        from dataclasses import asdict
+
+        from humanlike_tui.engine.storage import picks
+
+        picks.append_pick(collection, picks.pick_row(**asdict(draft)))
+        return picks.read_picks(collection).count
+
+    def collections(self) -> list[tuple[str, int]]:
+        from humanlike_tui.engine.storage import picks
+
+        return [(c.name, c.count) for c in picks.list_collections()]

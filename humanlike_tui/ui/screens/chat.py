@@ -24,17 +24,22 @@ from textual.timer import Timer
 from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import events
+from humanlike_tui.config import DEFAULT_PICKS, MAX_SEED
 from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, ServerHandle, Services
 from humanlike_tui.records import AdapterInfo, GenSettings, Turn
+from humanlike_tui.ui import chat_picks
 from humanlike_tui.ui.chat_messages import (AdaptersListed, ChatStream, ExchangeEnded, GeneratorLog, GeneratorOpened,
                                             ServerChanged, loaded_text, transcript_path_problem)
 from humanlike_tui.ui.chat_transcript import ChatTurn, SideAnswer, default_transcript_path, write_transcript
+from humanlike_tui.ui.chat_messages import PickSaved
+from humanlike_tui.ui.exit_guard import saving
 from humanlike_tui.ui.messages import GpuWanted, RemoteCodeWanted
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
+from humanlike_tui.ui.screens.pick_dialogs import EditAnswerDialog
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.chat_pane import ChatPane
 from humanlike_tui.ui.widgets.chat_settings import GenSettingsForm
@@ -43,6 +48,9 @@ from humanlike_tui.ui.widgets.key_select import KeySelect
 
 FLUSH_S = 0.05  # streamed text is drawn at most 20 times a second
 FINISH_NOTES = {"end": "", "length": " · max new tokens reached", "stopped": " · stopped"}
+
+
+PICK_ACTIONS = ("prefer_left", "prefer_right", "again_left", "again_right", "edit_answer")
 
 
 class ChatScreen(Screen):
@@ -57,6 +65,13 @@ class ChatScreen(Screen):
         Binding("ctrl+l", "reload_adapters", "Reload list", tooltip="Read the adapters in the store again"),
         Binding("ctrl+t", "toggle_settings", "Settings",
                 tooltip="Show or hide the generation settings (hidden at first on a narrow terminal)"),
+        # Picks (chat_picks.py): shown once both answers are in; each saves one preference row at once.
+        Binding("ctrl+b", "prefer_left", "Left better", tooltip="Save a pick: the left (base) answer is better"),
+        Binding("ctrl+f", "prefer_right", "Right better", tooltip="Save a pick: the right (adapter) answer is better"),
+        Binding("f6", "again_left", "Left again", tooltip="Ask the base model for another answer (the next seed)"),
+        Binding("f7", "again_right", "Right again", tooltip="Ask the adapter for another answer (the next seed)"),
+        Binding("ctrl+y", "edit_answer", "Edit answer",
+                tooltip="Edit an answer into the one you wanted: saved as chosen, the model's as rejected"),
         Binding("ctrl+g", "toggle_server", "Serve",
                 tooltip="Start or stop a local OpenAI-compatible server for the loaded adapter (127.0.0.1)"),
     ]
@@ -93,6 +108,9 @@ class ChatScreen(Screen):
         self._flush_timer: Timer | None = None
         self.server: ServerHandle | None = None  # the local OpenAI-compatible server over the loaded model
         self._loaded_facts: tuple[dict, dict] = ({}, {})  # describe() and memory() of the loaded model
+        self.picks_collection = DEFAULT_PICKS
+        self._seeds: dict[str, int] = {}  # the seed of each side's current answer to the last prompt
+        self._picked: set[tuple[str, str, str]] = set()  # picks saved for the last prompt (no duplicates)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -312,6 +330,7 @@ class ChatScreen(Screen):
         history = [t.history_tuple() for t in self.turns[self.history_start:] if not t.error]
         turn = ChatTurn(prompt, self.loaded_name or "", self.generator.config.model.name, values)
         self.turns.append(turn)
+        self._seeds, self._picked = {side: int(values.get("seed", 0)) for side in SIDES}, set()
         for side in SIDES:
             self.pane(side).add_prompt(prompt)
         box.value = ""
@@ -322,10 +341,10 @@ class ChatScreen(Screen):
 
     @work(thread=True, group="chat-generate", exit_on_error=False, name="chat-generate")
     def _ask(self, generator: Generator, turn: ChatTurn, history: list[tuple[str, str, str]],
-             values: dict[str, Any], stop: threading.Event) -> None:
+             values: dict[str, Any], stop: threading.Event, sides: tuple[str, ...] = SIDES) -> None:
         try:
             generator.answer_both(turn.prompt, [Turn(*h) for h in history], GenSettings(**values),
-                                  lambda event: self.post_message(ChatStream(event)), stop)
+                                  lambda event: self.post_message(ChatStream(event)), stop, sides=sides)
             self.post_message(ExchangeEnded(turn))
         except Exception as exc:
             self.post_message(ExchangeEnded(turn, error_text(exc)))
@@ -380,7 +399,109 @@ class ChatScreen(Screen):
                  "new_conversation": not self.busy}
         if action in rules:
             return True if rules[action] else None
+        if action in PICK_ACTIONS:
+            return self._pick_key_state(action)
         return True
+
+    # ---- picks: prefer a side, ask a side again, edit an answer (chat_picks.py) ----
+
+    def _pick_key_state(self, action: str) -> bool | None:
+        """Hidden until there are answers to pick from (and while they are written); dimmed when the last
+        exchange cannot be picked that way (stopped, failed, identical answers)."""
+        if self.services.picks is None or not self.turns or self.busy:
+            return False
+        turn = self.turns[-1]
+        if action.startswith("again_"):
+            return True if not self._again_problem() else None
+        return True if not chat_picks.pick_problem(turn, self.busy, edit=action == "edit_answer") else None
+
+    def action_prefer_left(self) -> None:
+        self._prefer("base")
+
+    def action_prefer_right(self) -> None:
+        self._prefer("adapter")
+
+    def _prefer(self, side: str) -> None:
+        problem = chat_picks.pick_problem(self.turns[-1] if self.turns else None, self.busy)
+        if problem:
+            self.notify(problem, severity="warning")
+            return
+        self._save_pick(chat_picks.prefer(self.turns, self.history_start, side, self._seeds,
+                                          self.services.wall_clock()))
+
+    def action_edit_answer(self) -> None:
+        turn = self.turns[-1] if self.turns else None
+        problem = chat_picks.pick_problem(turn, self.busy, edit=True)
+        if problem:
+            self.notify(problem, severity="warning")
+            return
+        answers = {side: turn.answers[side].text.strip() for side in SIDES}
+        self.app.push_screen(EditAnswerDialog(answers), self._edited)
+
+    def _edited(self, result: tuple[str, str] | None) -> None:
+        if result is None or not self.turns:  # cancelled: nothing is recorded
+            return
+        side, text = result
+        self._save_pick(chat_picks.edited(self.turns, self.history_start, side, text, self._seeds,
+                                          self.services.wall_clock()))
+
+    def _save_pick(self, draft) -> None:
+        key = (draft.chosen_by, draft.chosen, draft.rejected)
+        if key in self._picked:
+            self.notify("Already saved: that pick is in your collection once.", severity="warning")
+            return
+        self._picked.add(key)
+        self._write_pick(self.picks_collection, draft)
+
+    @work(thread=True, group="chat-picks", exit_on_error=False, name="chat-pick")
+    def _write_pick(self, collection: str, draft) -> None:
+        with saving(f"a pick for {collection}"):  # quitting waits for it: a pick is never cut off
+            try:
+                count = self.services.picks.add(collection, draft)
+                self.post_message(PickSaved(collection, draft.chosen_by, draft.rejected_by, count))
+            except Exception as exc:
+                self.post_message(PickSaved(collection, draft.chosen_by, draft.rejected_by, error=error_text(exc)))
+
+    def on_pick_saved(self, message: PickSaved) -> None:
+        if message.error:
+            self.notify(message.error, title="pick not saved", severity="error", timeout=10)
+            return
+        what = ("your edit chosen over the " + message.rejected_by + " answer" if message.chosen_by == "edited"
+                else f"{message.chosen_by} answer chosen over the {message.rejected_by} answer")
+        self.notify(f"Saved to {message.collection} ({message.count} picks): {what}", timeout=5)
+
+    def _again_problem(self) -> str:
+        if self.busy:
+            return "Still answering: press Esc to stop it first."
+        if not self.turns or self.turns[-1].error:
+            return "Ask something first: another answer is drawn for your last message."
+        if self.generator is None or self.turns[-1].adapter != self.loaded_name:
+            return "The last message was answered by another adapter: send a new one."
+        return ""
+
+    def action_again_left(self) -> None:
+        self._again("base")
+
+    def action_again_right(self) -> None:
+        self._again("adapter")
+
+    def _again(self, side: str) -> None:
+        """Another answer from one side to the last message, drawn with the next seed; it replaces that
+        side's answer (what a pick compares and what the next message's history holds)."""
+        problem = self._again_problem()
+        if problem:
+            self.notify(problem, severity="warning")
+            return
+        turn = self.turns[-1]
+        history = [t.history_tuple() for t in self.turns[self.history_start:-1] if not t.error]
+        self._seeds[side] = (self._seeds.get(side, 0) + 1) % (MAX_SEED + 1)
+        turn.answers[side] = SideAnswer()
+        self.pane(side).add_divider(f"another answer (seed {self._seeds[side]})")
+        self.stop_event = threading.Event()
+        self.busy = True
+        self._ask(self.generator, turn, history, dict(turn.settings) | {"seed": self._seeds[side]}, self.stop_event,
+                  sides=(side,))
+        self.refresh_view()
 
     def action_toggle_server(self) -> None:
         """ctrl+g: serve the loaded model to OpenAI clients on 127.0.0.1, or stop serving it."""
