@@ -13,6 +13,7 @@ import sys
 from typing import Iterable
 
 from humanlike_tui import __version__
+from humanlike_tui.config import DEFAULT_PRESET  # noqa: F401 - train's and hw's default (commands import it here)
 from humanlike_tui.errors import HumanlikeError, InputError, crash_context, crash_line, write_crash_report
 
 COMMANDS = {
@@ -26,9 +27,6 @@ COMMANDS = {
     "serve": "a local OpenAI-compatible server (chat completions, streaming) for an adapter",
     "download": "fetch a hub model into the cache with progress (resumes an interrupted download)",
 }
-
-
-DEFAULT_PRESET = "gaming-8gb"  # what `train` and `hw` use when neither --config nor --preset is given
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -462,6 +462,9 @@ def load_config(path: str | os.PathLike) -> Config:
     return config_from_dict(parse_toml(text, str(p)))
 
 
+DEFAULT_PRESET = "gaming-8gb"  # what `train` and `hw` use when neither --config nor --preset is given
+
+
 def preset_names() -> list[str]:
     return sorted(r.name.removesuffix(".toml") for r in resources.files("humanlike_tui.presets").iterdir()
                   if r.name.endswith(".toml"))

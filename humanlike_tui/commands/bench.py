@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training samples per side, rounded up to whole engine steps (default: %(default)s)")
     parser.add_argument("--data", default="builtin:sample", metavar="FILE",
                         help="rows with prompt/chosen fields: builtin:sample or a .jsonl/.json/.csv/.parquet file")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="STEPS",
-                        help="optimizer steps per side left out of the timing (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=None, metavar="STEPS",
+                        help=f"optimizer steps per side left out of the timing (default: {DEFAULT_WARMUP}; "
+                             "1 with --preference)")
     parser.add_argument("--lr", type=float, default=None, metavar="RATE",
                         help="the engine's learning rate (default: the recipe's 2e-4 x our 16 samples per step)")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
@@ -36,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change one engine setting for an A/B, e.g. quant.autocast=false (repeatable)")
     parser.add_argument("--engine-only", action="store_true",
                         help="skip the original recipe (no speedup): compare engine variants quickly")
+    parser.add_argument("--preference", action="store_true",
+                        help="preference step cost instead: our DPO, ORPO and SimPO steps (and TRL's DPOTrainer with "
+                             "--sides ...,trl-dpo) on the same pairs, each in its own process")
+    parser.add_argument("--sides", default="dpo,orpo,simpo", metavar="LIST",
+                        help="with --preference: comma-separated, from dpo, orpo, simpo, trl-dpo (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=4, metavar="N",
+                        help="with --preference: optimizer steps per side, warm-up included (default: %(default)s)")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help="with --preference: settings to train with (default: demo for builtin:tiny-phi, "
+                             "smol-cpu otherwise)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -47,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--samples: must be at least 1")
     if args.threads < 0:
         raise InputError("--threads: must be 0 (one per core) or more")
+    if args.warmup is None:
+        from humanlike_tui.engine.bench.measure import DEFAULT_WARMUP
+
+        args.warmup = 1 if args.preference else DEFAULT_WARMUP
     if args.warmup < 0:
         raise InputError("--warmup: must be 0 or more")
     if args.model.startswith("builtin:") and args.model not in BUILTIN_MODELS:
@@ -58,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lr is not None and not 0 < args.lr <= 1:
         raise InputError("--lr: must be > 0 and <= 1")
+    if args.preference:
+        return run_preference(args, log)
     with contextlib.redirect_stdout(sys.stderr):  # library chatter must not mix with the table or JSON
         result = run_bench(args.model, args.samples, args.data, args.warmup, args.lr, threads=args.threads, log=log,
                            engine_overrides=tuple(args.engine_set), baseline=not args.engine_only)
@@ -66,6 +83,39 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
     return 0
+
+
+def run_preference(args: argparse.Namespace, log) -> int:
+    from humanlike_tui.config import preset_names
+    from humanlike_tui.engine.bench.preference import run_preference_bench
+    from humanlike_tui.errors import InputError
+
+    if args.preset is not None and args.preset not in preset_names():
+        raise InputError(f"--preset: unknown preset {args.preset!r}; choose {', '.join(preset_names())}")
+    sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_preference_bench(args.model, args.steps, sides, args.data, args.warmup, args.threads, args.preset,
+                                      log)
+    print(json.dumps(result) if args.json else format_preference_table(result))
+    return 0
+
+
+def format_preference_table(result: dict[str, Any]) -> str:
+    """One row per side: tokens/s, s/step, tokens per CPU-second, peak RSS; then the ratios."""
+    head = ["", "tokens/s", "s/step", "tok/CPU-s", "peak RSS", "grad ckpt", "reference"]
+    rows = [head]
+    for name, side in result["sides"].items():
+        rows.append([name, f"{side['tokens_per_s']:,.1f}", f"{side['s_per_step']:.2f}",
+                     f"{side['tokens_per_cpu_s']:,.1f}", _mem(side.get("peak_rss") or side.get("peak_reserved")),
+                     str(side["settings"].get("grad_ckpt")), side["settings"].get("reference", "")])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([
+        f"{result['device']}{_threads(result)}: {result['model']} ({result['preset']}) on {result['data']}, "
+        f"{result['steps']} steps of {result['pairs_per_step']} pairs per side, {result['warmup_steps']} not timed",
+        *lines, "ratios: " + (", ".join(f"{k} {v:.2f}x" for k, v in result["ratios"].items()) or "none")])
 
 
 def _mem(value: int | None) -> str:

@@ -88,6 +88,21 @@ def resolve_adapter(adapter: str) -> AdapterSource:
                      "is unknown; point at the adapter folder inside a run (runs/<name>/adapter) or use the run name")
 
 
+def base_config(model_name: str) -> Config:
+    """How a base model alone is loaded and prompted: the shipped preset made for it (smol-cpu for
+    builtin:smollm2-135m, demo for builtin:tiny-phi), else the default preset with model.name = it."""
+    from humanlike_tui.config import DEFAULT_PRESET, load_preset, preset_names
+
+    name = (model_name or "").strip()
+    if not name:
+        raise InputError("--model: give a model (a hub id, a local folder or builtin:smollm2-135m)")
+    for preset in preset_names():
+        cfg = load_preset(preset)
+        if cfg.model.name == name:
+            return cfg
+    return load_preset(DEFAULT_PRESET).replace(**{"model.name": name})
+
+
 class Generator:
     """One base model with one adapter; answers as the base (adapter disabled) and as the adapter.
 
@@ -126,6 +141,23 @@ class Generator:
         return cls(model, tok, source.config, name=source.name, adapter_dir=source.adapter_dir,
                    device=precision.device)
 
+    @classmethod
+    def open_base(cls, model_name: str, *, device: str | None = None, log: Callable[[str], None] = lambda m: None
+                  ) -> "Generator":
+        """A base model alone (no adapter), loaded as its shipped preset loads it (base_config): a new
+        user can talk to the real model before training anything. It answers as the base side only."""
+        from humanlike_tui.engine import models as M
+
+        config = base_config(model_name)
+        precision = M.resolve_precision(config, device)
+        base, tok = M.load_base_model(config, precision, log=log)
+        base.eval()
+        return cls(base, tok, config, name=config.model.name, adapter_dir="", device=precision.device)
+
+    @property
+    def has_adapter(self) -> bool:
+        return bool(self.adapter_dir)
+
     # ---- generation ----
 
     def settings(self, **overrides: Any) -> GenSettings:
@@ -146,6 +178,8 @@ class Generator:
                emit: Emit = ignore, stop: threading.Event | None = None) -> Answer:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        if side == "adapter" and not self.has_adapter:
+            raise InputError(f"{self.name} is a base model alone, with no adapter: it answers as the base only")
         if not prompt.strip():
             raise InputError("the prompt is empty; type a message first")
         settings = settings or self.default_settings
@@ -158,7 +192,8 @@ class Generator:
             if stop.is_set():  # stopped before this side began
                 answer = Answer(side, "", 0, "stopped", 0.0)
             else:
-                with (self.model.disable_adapter() if side == "base" else contextlib.nullcontext()):
+                off = side == "base" and self.has_adapter
+                with (self.model.disable_adapter() if off else contextlib.nullcontext()):
                     answer = self._generate(side, ids, max_new, settings, emit, stop)
             emit(AnswerDone(side, answer.text, answer.tokens, answer.finish, answer.seconds))
             return answer
