@@ -158,7 +158,7 @@ def test_chat_renders_history_exactly_as_training(family, template):
     cfg = load_preset("demo").replace(**{"data.template": template, "data.system_prompt": PERSONA})
     gen = Generator(_Model(), tok, cfg)
     history = [Turn(TURNS[0][1], adapter=TURNS[1][1]), Turn(TURNS[2][1], adapter=TURNS[3][1])]
-    ids, kept, _ = gen._encode("adapter", TURNS[4][1], history, gen.default_settings)
+    ids, kept, _ = gen._encode("adapter", TURNS[4][1], history, gen.default_settings, gen.system_prompt)
     ex = example(tok, TURNS, template=template, system_prompt=PERSONA)
     assert kept == 2 and ids == list(ex.prompt_ids)
 

@@ -50,7 +50,7 @@ def test_a_run_trains_on_conversations_with_a_persona(demo_cfg, tmp_path):
     gen = Generator.open(result.run_id)
     try:
         assert gen.system_prompt == PERSONA
-        ids, _, _ = gen._encode("adapter", "hi!", [], gen.default_settings)
+        ids, _, _ = gen._encode("adapter", "hi!", [], gen.default_settings, gen.system_prompt)
         assert gen.tok.decode(ids).startswith(f"### System:\n{PERSONA}\n\n### Instruct:\nhi!")
     finally:
         gen.close()

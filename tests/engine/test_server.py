@@ -53,15 +53,28 @@ def test_models_and_loopback(server, client):
 
 
 def test_chat_matches_the_chat_path(server, client):
-    messages = [{"role": "system", "content": "ignored"}, {"role": "user", "content": "How was your weekend?"}]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How was your weekend?"}]
     out = client.chat.completions.create(model=RUN_NAME, messages=messages, temperature=0, max_tokens=12)
     choice = out.choices[0]
     assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
     assert out.usage.completion_tokens > 0 and out.usage.prompt_tokens > 0
     settings = server.gen.settings(temperature=0, max_new_tokens=12)
-    assert choice.message.content == server.gen.answer("adapter", "How was your weekend?", (), settings).text
+    expected = server.gen.answer("adapter", "How was your weekend?", (), settings, system="Be brief.").text
+    assert choice.message.content == expected  # the client's system message is the persona
     base = client.chat.completions.create(model="builtin:tiny-phi", messages=messages[1:], temperature=0, max_tokens=12)
     assert base.choices[0].message.content == server.gen.answer("base", "How was your weekend?", (), settings).text
+
+
+def test_the_persona_applies_when_the_client_sends_no_system_message():
+    from humanlike_tui.engine.inference.server import parse_chat_request
+
+    def system_of(messages):
+        return parse_chat_request({"model": "m", "messages": messages}, {"m": "adapter"}).system
+
+    user = {"role": "user", "content": "hi"}
+    assert system_of([user]) is None  # None: the generator uses the run's data.system_prompt
+    assert system_of([{"role": "system", "content": "You are Sam."}, user]) == "You are Sam."
+    assert system_of([{"role": "developer", "content": "A"}, {"role": "system", "content": "B"}, user]) == "A\n\nB"
 
 
 def test_stream_is_the_same_answer(client):

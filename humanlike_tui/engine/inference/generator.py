@@ -165,17 +165,19 @@ class Generator:
 
     def answer_both(self, prompt: str, history: Iterable[Turn] = (), settings: GenSettings | None = None,
                     emit: Emit = ignore, stop: threading.Event | None = None,
-                    sides: Sequence[str] = SIDES) -> Exchange:
+                    sides: Sequence[str] = SIDES, system: str | None = None) -> Exchange:
         """Both answers, base first: one exchange holds the lock throughout, so no other caller can slip in."""
         settings = settings or self.default_settings
         stop = stop or threading.Event()
         history = list(history)
         with self.lock:
-            answers = {side: self.answer(side, prompt, history, settings, emit, stop) for side in sides}
+            answers = {side: self.answer(side, prompt, history, settings, emit, stop, system=system) for side in sides}
         return Exchange(prompt, answers, settings)
 
     def answer(self, side: str, prompt: str, history: Sequence[Turn] = (), settings: GenSettings | None = None,
-               emit: Emit = ignore, stop: threading.Event | None = None) -> Answer:
+               emit: Emit = ignore, stop: threading.Event | None = None, system: str | None = None) -> Answer:
+        """One side's answer. `system`: the persona for this answer (None: self.system_prompt, the run's
+        data.system_prompt unless changed; '' for none)."""
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         if side == "adapter" and not self.has_adapter:
@@ -187,7 +189,8 @@ class Generator:
         with self.lock:
             if self.model is None:
                 raise GenerationError("the model was unloaded; open the adapter again")
-            ids, kept, max_new = self._encode(side, prompt, history, settings)
+            ids, kept, max_new = self._encode(side, prompt, history, settings,
+                                              self.system_prompt if system is None else system)
             emit(AnswerStarted(side, len(ids), kept, max_new))
             if stop.is_set():  # stopped before this side began
                 answer = Answer(side, "", 0, "stopped", 0.0)
@@ -198,7 +201,7 @@ class Generator:
             emit(AnswerDone(side, answer.text, answer.tokens, answer.finish, answer.seconds))
             return answer
 
-    def _encode(self, side: str, prompt: str, history: Sequence[Turn], settings: GenSettings
+    def _encode(self, side: str, prompt: str, history: Sequence[Turn], settings: GenSettings, system: str = ""
                 ) -> tuple[list[int], int, int]:
         """Token ids of the conversation: the newest turns that leave max_new_tokens of room in the context.
 
@@ -210,7 +213,7 @@ class Generator:
 
         def encode(kept: int) -> list[int]:  # the prompt after the newest `kept` turns
             text = format_conversation(prompt, turns[len(turns) - kept:] if kept else [], self.template, self.tok,
-                                       system=self.system_prompt)
+                                       system=system)
             return list(self.tok(text, add_special_tokens=False)["input_ids"])  # as in training: no extra BOS
 
         def fits(ids: list[int]) -> bool:

@@ -17,8 +17,8 @@ Endpoints (the subset of the OpenAI API a chat client needs):
                                  when stream_options.include_usage asks for it, as OpenAI does.
 
 The conversation is formatted exactly as the chat path formats it (the run's training template; earlier
-user/assistant turns as history; the oldest dropped when the context is full). System messages are
-ignored: the model was trained without them (a chat template's own default system prompt still applies).
+user/assistant turns as history; the oldest dropped when the context is full). The client's system
+messages are the persona; a request without one gets the run's data.system_prompt, as in training.
 Unknown fields (frequency_penalty, user, ...) are ignored as OpenAI-compatible servers do; n > 1, tools
 and non-text content are refused with 400. `repetition_penalty` (not in OpenAI's API) is accepted too.
 
@@ -95,6 +95,7 @@ class ChatRequest:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool = False  # stream_options.include_usage
+    system: str | None = None  # the client's system message(s); None: the run's persona (data.system_prompt)
 
 
 def is_loopback(host: str) -> bool:
@@ -158,7 +159,7 @@ def _turns(messages: list) -> list[tuple[str, str]]:
         if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant"):
             raise ApiError(400, f"messages[{i}].role must be system, user or assistant", "messages")
         if m["role"] in ("system", "developer"):
-            continue  # the model was trained without a system prompt
+            continue  # the persona: see _system_text
         text = _text(m.get("content"), f"messages[{i}]")
         if runs and runs[-1][0] == m["role"]:  # two in a row: one message
             runs[-1][1].append(text)
@@ -185,6 +186,7 @@ def parse_chat_request(body: Any, models: dict[str, str]) -> ChatRequest:
                        "per request (only the newest turns that fit the model's context are used anyway): "
                        "send the recent part of the conversation", "messages", "too_many_messages")
     turns = _turns(messages)
+    system = _system_text(messages)
     if not turns or turns[-1][0] != "user":
         raise ApiError(400, "the last message must be the user's", "messages")
     if not turns[-1][1].strip():
@@ -232,7 +234,15 @@ def parse_chat_request(body: Any, models: dict[str, str]) -> ChatRequest:
     if overrides["top_p"] == 0:
         raise ApiError(400, "top_p must be > 0", "top_p")
     return ChatRequest(models[model], model, turns[-1][1], tuple(history),
-                       {k: v for k, v in overrides.items() if v is not None}, stops, stream, include_usage)
+                       {k: v for k, v in overrides.items() if v is not None}, stops, stream, include_usage, system)
+
+
+def _system_text(messages: list) -> str | None:
+    """The client's system (or developer) messages joined, or None when it sent none (the run's persona then
+    applies, as in training). Checked by _turns already."""
+    texts = [_text(m.get("content"), f"messages[{i}]") for i, m in enumerate(messages)
+             if m.get("role") in ("system", "developer")]
+    return "\n\n".join(t for t in texts if t.strip()) if texts else None
 
 
 def _include_usage(options: Any, stream: bool) -> bool:
@@ -389,7 +399,7 @@ class ChatServer:
             if stop.is_set():  # the client left (or the server stops) while this request waited
                 raise ClientGone()
             try:
-                answer = self.gen.answer(req.side, req.prompt, req.history, settings, emit, stop)
+                answer = self.gen.answer(req.side, req.prompt, req.history, settings, emit, stop, system=req.system)
             except InputError as exc:
                 raise ApiError(400, str(exc)) from None
             except GenerationError as exc:
