@@ -209,8 +209,8 @@ def generate_answers(s: _Session, prompts: list[str], max_new_tokens: int, side:
     stopped: list[bool] = []
     for i in range(0, len(prompts), s.batch_size):
         s.check_stop()
-        encoded = [s.tok(D.format_prompt(p, s.cfg.data.template, s.tok), add_special_tokens=False)["input_ids"]
-                   for p in prompts[i:i + s.batch_size]]
+        encoded = [s.tok(D.format_prompt(p, s.cfg.data.template, s.tok, s.cfg.data.system_prompt),
+                         add_special_tokens=False)["input_ids"] for p in prompts[i:i + s.batch_size]]
         ids, att = _left_pad(encoded, pad)
         with torch.no_grad(), s.autocast():
             out = s.model.generate(input_ids=ids.to(s.device), attention_mask=att.to(s.device),

@@ -81,7 +81,7 @@ class HeldOut:
         out = []
         max_new = min(self.cfg.generate.max_new_tokens, 96)
         for prompt in prompts:
-            text = D.format_prompt(prompt, self.cfg.data.template, self.tok)
+            text = D.format_prompt(prompt, self.cfg.data.template, self.tok, self.cfg.data.system_prompt)
             enc = self.tok(text, return_tensors="pt", add_special_tokens=False).to(self.device)
             with torch.no_grad(), self.autocast():
                 ids = self.model.generate(**enc, max_new_tokens=max_new, do_sample=False, use_cache=True,
