@@ -200,6 +200,7 @@ class ScorecardService(Protocol):
         ...
 
     def last(self, name: str) -> dict[str, Any] | None: ...  # the last saved scorecard (cheap)
+    def answers(self, name: str) -> list[dict[str, Any]] | None: ...  # that card's every answer; None: none kept
 
 
 class PicksService(Protocol):

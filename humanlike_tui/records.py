@@ -184,12 +184,13 @@ SCORECARD_COLUMNS = ("figure", "base", "adapter", "data: chosen", "data: rejecte
 
 def scorecard_rows(card: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """A scorecard (Scorecard.to_dict()) as `eval` prints it: every figure of FIGURES, one row each,
-    base | adapter | the data's chosen | rejected answers. One source for the CLI and the Adapters screen."""
+    base | adapter | the data's chosen | rejected answers (a card saved before the judge existed has no judge
+    row). One source for the CLI and the Adapters screen."""
     base, adapter = card.get("base") or {}, card.get("adapter") or {}
     ref = card.get("reference") or {}
     return [(figure_label(card, key, label), format_figure(key, base.get(key)), format_figure(key, adapter.get(key)),
              format_figure(key, (ref.get("chosen") or {}).get(key)), format_figure(key, (ref.get("rejected") or {}).get(key)))
-            for key, label, _ in FIGURES]
+            for key, label, _ in FIGURES if key != "judge_human_rate" or card.get("judge")]  # no row before judges
 
 
 def figure_label(card: dict[str, Any], key: str, label: str) -> str:

@@ -62,6 +62,12 @@ class EngineScorecard:
 
         return evaluation.last_scorecard(name)
 
+    def answers(self, name: str) -> list[dict[str, Any]] | None:
+        from humanlike_tui.engine import evaluation
+
+        return evaluation.last_answers(name)
+
+
 class EnginePicks:
     """protocols.PicksService over engine.storage.picks (stdlib only: cheap from any thread)."""
 

@@ -243,9 +243,10 @@ class FakeServer:
 class FakeScorecard:
     """protocols.ScorecardService: returns `card` (or raises without one); `calls` keeps (name, loaded)."""
 
-    def __init__(self, card: dict[str, Any] | None = None) -> None:
+    def __init__(self, card: dict[str, Any] | None = None, answers: list[dict[str, Any]] | None = None) -> None:
         self.card = card
         self.calls: list[tuple[str, Any]] = []
+        self.kept_answers = answers  # what answers() gives: the card's answers file
 
     def score(self, name: str, log: Callable[[str], None], loaded: Any = None) -> dict[str, Any]:
         log("scorecard: base likelihood 1/2")
@@ -256,3 +257,6 @@ class FakeScorecard:
 
     def last(self, name: str) -> dict[str, Any] | None:
         return None
+
+    def answers(self, name: str) -> list[dict[str, Any]] | None:
+        return self.kept_answers

@@ -24,7 +24,9 @@ CARD = {"run_id": "warm", "base_model": "microsoft/phi-2", "rows": 50, "prompts"
 
 def test_rows_follow_figures():
     rows = scorecard_rows(CARD)
-    assert [r[0] for r in rows] == [label for _, label, _ in FIGURES]
+    assert [r[0] for r in rows] == [label for key, label, _ in FIGURES if key != "judge_human_rate"]  # no judge yet
+    judged = scorecard_rows(CARD | {"judge": {"accuracy": 0.9}})
+    assert [r[0] for r in judged][:-1] == [r[0] for r in rows] and judged[-1][0] == "judged human-like (judge 90% right)"
     labels = {key: label for key, label, _ in FIGURES}
     by_label = {r[0]: r[1:] for r in rows}
     assert by_label[labels["reward_accuracy"]] == ("—", "81.2%", "—", "—")
@@ -33,7 +35,7 @@ def test_rows_follow_figures():
 
 def test_eval_prints_every_figure(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
-    eval_command.render(Card(CARD))
+    eval_command.render(Card(CARD | {"judge": {"accuracy": 0.9, "train_answers": 80, "heldout_answers": 20}}))
     out = capsys.readouterr().out
     for _, label, _ in FIGURES:
         assert label in out

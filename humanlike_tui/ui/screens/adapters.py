@@ -35,7 +35,7 @@ from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 
 # Which button runs which action; the same check_action rules grey out both.
 BUTTONS = {"open": "open_in_chat", "rename": "rename", "delete": "delete", "export": "export",
-           "resume": "resume", "reload": "reload"}
+           "resume": "resume", "reload": "reload", "show-answers": "answers"}
 
 
 # ---- messages from the workers, posted to this screen (bubble = False: they end here, not at the app) ----
@@ -81,6 +81,16 @@ class ExportProgress(NewestOnly):
 
 
 @dataclass
+class AnswersRead(Message):
+    """The answers of a run's last scorecard, read from its answers file (None: none kept)."""
+
+    bubble = False
+    name: str
+    records: list[dict[str, Any]] | None
+    error: str = ""
+
+
+@dataclass
 class ScorecardDone(Message):
     """The scorecard worker finished (card) or failed (error)."""
 
@@ -102,6 +112,7 @@ class AdaptersScreen(Screen):
         Binding("x", "export", "Export merged", tooltip="Write base + adapter merged into one model folder"),
         Binding("u", "resume", "Resume", tooltip="Continue an incomplete run from its last checkpoint"),
         Binding("s", "scorecard", "Scorecard", tooltip="Score the adapter against its base (long)"),
+        Binding("a", "answers", "Answers", tooltip="Every answer of the last scorecard, base and adapter"),
         Binding("l", "reload", "Reload", tooltip="Read the store again"),
         Binding("space", "mark", "Mark", tooltip="Mark or unmark the run to compare its loss curve with others"),
         Binding("c", "compare", "Compare", tooltip="The loss curves of the marked runs, overlaid (c again: details)"),
@@ -111,6 +122,7 @@ class AdaptersScreen(Screen):
     AdaptersScreen #adapters-empty { padding: 1 2; color: $text-muted; height: auto; }
     AdaptersScreen #details-box { height: 1fr; min-height: 5; border: round $primary-darken-1; padding: 0 1; }
     AdaptersScreen #scorecard { margin-top: 1; }
+    AdaptersScreen #show-answers { margin-top: 1; min-width: 0; width: auto; }
     AdaptersScreen #compare-chart { display: none; height: 1fr; }
     AdaptersScreen.-comparing #compare-chart { display: block; }
     AdaptersScreen.-comparing #details-box { display: none; }
@@ -139,6 +151,7 @@ class AdaptersScreen(Screen):
         with VerticalScroll(id="details-box"):
             yield Static("", id="details")
             yield Static("", id="scorecard")
+            yield Button("All answers of this scorecard (a)", id="show-answers", compact=True)
         yield CompareChart(id="compare-chart")
         yield Static("", id="library-status")
         with Horizontal(id="library-buttons"):
@@ -261,6 +274,8 @@ class AdaptersScreen(Screen):
             "resume": info is not None and info.can_resume,
             "scorecard": free and info is not None and info.can_chat,
         }
+        if action == "answers":  # hidden, not greyed, until a scorecard kept its answers
+            return True if self._card_answers() else False
         if action in rules:
             return True if rules[action] else None
         return True
@@ -363,6 +378,35 @@ class AdaptersScreen(Screen):
                 self.details[message.name] = {"scorecard": message.card}
             self.notify(f"Scorecard of {message.name} done", timeout=8)
         self.refresh_view()
+
+    def _card_answers(self) -> str:
+        """The highlighted run's last scorecard's answers file ('' when it kept none)."""
+        info = self.selected
+        card = (self.details.get(info.name) or {}).get("scorecard") if info else None
+        return str((card or {}).get("answers_file") or "")
+
+    def action_answers(self) -> None:
+        info = self.selected
+        if info is not None and self._card_answers():
+            self._read_answers(info.name)
+
+    @work(thread=True, exclusive=True, group="library-answers", exit_on_error=False, name="library-answers")
+    def _read_answers(self, name: str) -> None:
+        try:
+            self.post_message(AnswersRead(name, self.services.scorecard.answers(name)))
+        except Exception as exc:
+            self.post_message(AnswersRead(name, None, error_text(exc)))
+
+    def on_answers_read(self, message: AnswersRead) -> None:
+        from humanlike_tui.records import scorecard_caption
+        from humanlike_tui.ui.screens.answer_dialogs import AnswersScreen
+
+        if message.error or not message.records:
+            self.notify(message.error or f"No answers were kept with {message.name}'s last scorecard; press s to "
+                        "score it again.", title="answers", severity="warning", timeout=8)
+            return
+        card = (self.details.get(message.name) or {}).get("scorecard") or {}
+        self.app.push_screen(AnswersScreen(message.name, message.records, scorecard_caption(card).split("\n")[0]))
 
     def action_reload(self) -> None:
         self.reload()
@@ -471,6 +515,7 @@ class AdaptersScreen(Screen):
         scorecard = self.query_one("#scorecard", Static)
         scorecard.update(scorecard_table(card) if card else "")
         scorecard.display = bool(card)
+        self.query_one("#show-answers", Button).display = bool((card or {}).get("answers_file"))
         self.query_one("#library-status", Static).update(f"working: {self.working} …" if self.working else
                                                           library_summary(self.infos))
         for button_id, action in BUTTONS.items():
