@@ -31,6 +31,7 @@ from humanlike_tui.ui.screens.dialogs import ConfirmDialog
 from humanlike_tui.ui.exit_guard import saving
 from humanlike_tui.ui.state import WorkbenchState
 from humanlike_tui.ui.widgets.charts import CompareChart
+from humanlike_tui.ui.widgets.picks_panel import PicksPanel
 from humanlike_tui.ui.widgets.footer import NAVIGATION, WorkbenchFooter
 
 # Which button runs which action; the same check_action rules grey out both.
@@ -153,6 +154,7 @@ class AdaptersScreen(Screen):
             yield Static("", id="scorecard")
             yield Button("All answers of this scorecard (a)", id="show-answers", compact=True)
         yield CompareChart(id="compare-chart")
+        yield PicksPanel(self.services.picks, id="picks-panel")  # the Chat picks per collection (issue 23)
         yield Static("", id="library-status")
         with Horizontal(id="library-buttons"):
             yield Button("Open in Chat", id="open", variant="primary", compact=True)
@@ -188,6 +190,7 @@ class AdaptersScreen(Screen):
 
     def reload(self) -> None:
         self._list()
+        self.query_one(PicksPanel).reload()
 
     @work(thread=True, exclusive=True, group="library-list", exit_on_error=False, name="library-list")
     def _list(self) -> None:
