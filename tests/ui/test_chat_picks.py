@@ -177,3 +177,22 @@ async def test_a_stopped_answer_cannot_be_preferred_but_can_be_asked_again():
         await pilot.pause(0.1)
         assert saved() == []
         assert screen.check_action("again_left", ()) is True
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x40", "80x24"])
+async def test_the_adapters_screen_lists_each_collection_with_its_count(size):
+    from humanlike_tui.ui.widgets.picks_panel import PicksPanel
+
+    for i, name in enumerate(["other", "my-picks", "my-picks", "my-picks"]):
+        P.append_pick(name, P.pick_row(prompt="p", chosen="a?", rejected="b.", chosen_by="base",
+                                       rejected_by="adapter", when=FIXED_NOW + i))
+    app = build(initial_screen="adapters", picks=EnginePicks())
+    async with app.run_test(size=size) as pilot:
+        panel = app.screen.query_one(PicksPanel)
+        await wait_until(pilot, lambda: panel.collections is not None, what="the picks")
+        assert panel.collections == [("my-picks", 3), ("other", 1)]
+        text = str(panel.render())
+        assert "Picks: my-picks 3 · other 1" in text and "data.source = picks:my-picks" in text
+        assert panel.region.height >= 1  # on screen, not squeezed out
+    async with build(initial_screen="adapters").run_test(size=size) as pilot:  # no picks service: no panel
+        assert not pilot.app.screen.query_one(PicksPanel).display
