@@ -247,3 +247,21 @@ def test_chat_errors_exit_2_before_loading_anything(home, capsys):
     assert "generate.top_p: must be <= 1" in capsys.readouterr().err
     assert cli.main(["chat", "--adapter", str(home / "nowhere"), "--prompt", "x"]) == 2
     assert "adapter folder not found" in capsys.readouterr().err
+
+
+def test_chat_with_a_base_model_alone(capsys):
+    """`chat --model NAME`: a new user talks to a base model before training anything (no adapter, no run);
+    the base is loaded as its preset loads it (builtin:tiny-phi: the demo preset)."""
+    import json
+
+    from humanlike_tui.cli import main
+
+    assert main(["chat", "--model", "builtin:tiny-phi", "--prompt", "How was your weekend?", "--json",
+                 "--max-new-tokens", "4", "--temperature", "0"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["adapter"] is None and out["base_model"] == "builtin:tiny-phi" and list(out["answers"]) == ["base"]
+    assert out["formatted_prompt"].startswith("### Instruct:") and out["answers"]["base"]["tokens"] <= 4
+    assert main(["chat", "--model", "builtin:tiny-phi", "--prompt", "hi", "--max-new-tokens", "2"]) == 0
+    assert "base model builtin:tiny-phi" in capsys.readouterr().out
+    assert main(["chat", "--model", "builtin:tiny-phi", "--prompt", "hi", "--only", "adapter"]) == 2
+    assert "--adapter RUN" in capsys.readouterr().err
