@@ -34,8 +34,8 @@ from humanlike_tui.ui.exit_guard import quick_loop_exit, saving
 from humanlike_tui.ui.background import BackgroundWork
 from humanlike_tui.ui.gpu_share import GpuSharing
 from humanlike_tui.ui.chat_services import EngineGeneration, EnginePicks, EngineScorecard
-from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, RemoteCodeWanted, ResumeRun, RunHistory, RunRenamed,
-                                       RunsListed)
+from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, RemoteCodeWanted, ResumeRun, RunDeleted, RunHistory,
+                                       RunRenamed, RunsListed)
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineModels, EngineTraining
 from humanlike_tui.ui.state import WorkbenchState
@@ -443,6 +443,12 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
             chat.adapter_renamed(message.old, message.new)
         if self.state.tracker.rename(message.old, message.new):
             self._run_changed()
+
+    def on_run_deleted(self, message: RunDeleted) -> None:
+        """A deleted run: the Chat that holds its adapter closes it (and stops serving it)."""
+        chat = cast("ChatScreen | None", self.mode_screen("chat"))
+        if chat is not None:
+            chat.adapter_deleted(message.name)
 
     async def on_open_in_chat(self, message: OpenInChat) -> None:
         await self.switch_mode("chat")

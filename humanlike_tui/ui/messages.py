@@ -101,6 +101,13 @@ class RunRenamed(Message):
 
 
 @dataclass
+class RunDeleted(Message):
+    """A run was deleted from the store (the Adapters screen): the Chat must not answer with it any more."""
+
+    name: str
+
+
+@dataclass
 class ResumeRun(Message):
     """Resume this run, picked elsewhere (the Adapters screen), as if picked in the run picker."""
 

@@ -330,3 +330,94 @@ async def test_scorecard_borrows_the_model_the_chat_has_loaded():
         await pilot.press("s")
         await wait_until(pilot, lambda: len(calls) == 2 and not screen.working, what="the second scorecard")
         assert calls[1] == ("warm-sft-v1", None)  # the chat holds another adapter: the scorecard loads its own
+
+
+class SlowStore(FakeLibrary):
+    """A store whose reads and renames take a while: each adapters() call copies the list when it starts
+    and returns it after the next of `delays` seconds, so an older read can come back after a newer one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+        self.rename_s = 0.0
+
+    def adapters(self):
+        infos = super().adapters()
+        time.sleep(self.delays.pop(0) if self.delays else 0)
+        return infos
+
+    def rename(self, old: str, new: str) -> None:
+        time.sleep(self.rename_s)
+        super().rename(old, new)
+
+
+async def rename_to(pilot, new: str) -> None:
+    await pilot.press("r")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, TextPromptDialog), what="the rename dialog")
+    await pilot.press("end", "ctrl+u", *new, "enter")
+    await wait_until(pilot, lambda: not isinstance(pilot.app.screen, TextPromptDialog), what="the dialog to close")
+
+
+def names_in_table(screen: AdaptersScreen) -> list[str]:
+    table = screen.query_one(DataTable)
+    return [cell_text(table, row, 0).removeprefix("● ") for row in range(table.row_count)]
+
+
+async def test_renames_in_quick_succession_keep_the_new_name_and_the_mark():
+    """The rename dialog closing shows the screen again, which reads the store while the rename is under
+    way; that read came back after the rename's own read and put the old name back in the table (then
+    Export said 'no run named ...') and dropped the mark."""
+    library = SlowStore()
+    app, services = library_app(library)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v1")
+        await pilot.press("space")  # marked for comparison
+        library.rename_s = 0.3
+        for new in ("warm-final", "warm-final-2"):
+            library.delays = [1.0, 0.1]  # the read on showing the screen again answers last
+            await rename_to(pilot, new)
+        await wait_until(pilot, lambda: not screen.working and "warm-final-2" in library.names(), what="the renames")
+        await pilot.pause(1.2)  # every read has come back
+        assert library.names()[2] == "warm-final-2" and "warm-final" not in library.names()
+        assert names_in_table(screen)[2] == "warm-final-2"
+        assert screen.marked == ["warm-final-2"] and cell_text(screen.query_one(DataTable), 2, 0) == "● warm-final-2"
+        assert screen.selected.name == "warm-final-2"
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: library.exports, what="the export")
+        assert library.exports[0][0] == "warm-final-2"
+
+
+async def test_deleting_the_chat_adapter_warns_then_closes_it_in_the_chat():
+    """Deleting the adapter the Chat had loaded said nothing, and the Chat went on answering with it (and
+    ctrl+g would have served it)."""
+    app, services = library_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded_name == "warm-sft-v2",
+                         what="the chat's model")
+        chat = app.screen
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: chat.server is not None, what="the server")
+        await pilot.press("f5")
+        screen = await listed(pilot)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        question = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "The Chat screen has this adapter loaded: it is closed there" in question
+        await pilot.press("y")
+        await wait_until(pilot, lambda: services.generation.opened[0].closed, what="the chat's model closed")
+        assert app.state.chat.generator is None and chat.loaded_name is None
+        assert services.generation.served[0].stopped and chat.server is None
+        assert "warm-sft-v2" not in [i.name for i in screen.infos]
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: app.screen is chat)
+        assert "warm-sft-v2" not in chat.status_text() and "warm-sft-v2" not in [a.name for a in chat.adapters]
+        await pilot.press(*"hello", "enter")
+        await pilot.pause(0.1)
+        assert services.generation.opened[0].calls == []  # nothing answered with the deleted adapter
+        assert "Choose an adapter first (ctrl+o)." in [n.message for n in app._notifications]

@@ -5,7 +5,7 @@ back through post_message; the list is read again whenever the screen is shown."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from humanlike_tui.protocols import Generator, LossHistory, Services
 from humanlike_tui.records import AdapterInfo
 from humanlike_tui.ui.library_text import (details_text, library_summary, row_cells, run_size, scorecard_table,
                                            table_layout)
-from humanlike_tui.ui.messages import GpuWanted, NewestOnly, OpenInChat, RemoteCodeWanted, ResumeRun, RunRenamed
+from humanlike_tui.ui.messages import (GpuWanted, NewestOnly, OpenInChat, RemoteCodeWanted, ResumeRun, RunDeleted,
+                                       RunRenamed)
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.chat_dialogs import ExportDialog, TextPromptDialog
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog
@@ -46,6 +47,7 @@ class LibraryListed(Message):
     bubble = False
     infos: list[AdapterInfo]
     error: str = ""
+    read: int = 0  # which read of the store (only the newest is drawn)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class LibraryChanged(Message):
     title: str = ""
     select: str = ""  # the run to highlight in the new list (a renamed run keeps the cursor)
     renamed: tuple[str, str] | None = None  # (old, new) after a rename
+    deleted: str = ""  # the run deleted
 
 
 @dataclass
@@ -141,6 +144,7 @@ class AdaptersScreen(Screen):
         self.details: dict[str, dict[str, Any]] = {}
         self.working = ""  # a rename/delete/export in progress
         self._select = ""  # highlight this run when the list arrives
+        self._reads = 0  # reads of the store started; only the newest one's answer is drawn
         self._layout: list[tuple[str, int]] = []  # the table's columns as drawn (they follow the width)
         self.marked: list[str] = []  # runs chosen to compare (space), in the order chosen
         self.compared: dict[str, LossHistory] = {}  # the curves drawn in the compare chart
@@ -189,17 +193,23 @@ class AdaptersScreen(Screen):
     # ---- reading the store ----
 
     def reload(self) -> None:
-        self._list()
+        self._reads += 1
+        self._list(self._reads)
         self.query_one(PicksPanel).reload()
 
     @work(thread=True, exclusive=True, group="library-list", exit_on_error=False, name="library-list")
-    def _list(self) -> None:
+    def _list(self, read: int) -> None:
         try:
-            self.post_message(LibraryListed(self.services.library.adapters()))
+            self.post_message(LibraryListed(self.services.library.adapters(), read=read))
         except Exception as exc:
-            self.post_message(LibraryListed([], error_text(exc)))
+            self.post_message(LibraryListed([], error_text(exc), read=read))
 
     def on_library_listed(self, message: LibraryListed) -> None:
+        # A read started before a rename can come back after the rename's own read (the rename dialog
+        # closing shows this screen again, which reads the store while the rename is under way): drawn, it
+        # put the old name back (Export then said 'no run named ...') and dropped the mark. Only the newest.
+        if message.read != self._reads:
+            return
         if message.error:
             self.notify(message.error, title="cannot read the store", severity="error", timeout=10)
         keep = self._select or (self.selected.name if self.selected else None)
@@ -319,6 +329,9 @@ class AdaptersScreen(Screen):
             return
         question = (f"Delete run {info.name} ({info.state}, {run_size(info.size_bytes)})? Its adapter, "
                     "checkpoints and logs are removed from disk; this cannot be undone.")
+        if self.state.chat.name == info.name:
+            question += ("\n\nThe Chat screen has this adapter loaded: it is closed there, and its local server "
+                         "(ctrl+g) stops if it runs.")
         self.app.push_screen(ConfirmDialog("Delete this run?", question, yes="Delete", no="Keep"),
                              lambda yes: self._change("delete", info.name) if yes else None)
 
@@ -473,7 +486,7 @@ class AdaptersScreen(Screen):
                 changed = LibraryChanged(f"Renamed {name} to {args[0]}", select=args[0], renamed=(name, args[0]))
             elif what == "delete":
                 self.services.library.delete(name)
-                changed = LibraryChanged(f"Deleted {name}")
+                changed = LibraryChanged(f"Deleted {name}", deleted=name)
             else:
                 folder = self.services.library.export(name, Path(args[0]).expanduser(), args[1],
                                                       lambda text: self.post_message(ExportProgress(text)))
@@ -495,9 +508,16 @@ class AdaptersScreen(Screen):
         if message.renamed is not None:
             old, new = message.renamed  # a marked run stays marked under its new name
             self.marked = [new if name == old else name for name in self.marked]
+            self.infos = [replace(i, name=new) if i.name == old else i for i in self.infos]
             self.post_message(RunRenamed(old, new))  # the app tells the Chat and Train screens
+        if message.deleted:
+            self.infos = [i for i in self.infos if i.name != message.deleted]
+            self.post_message(RunDeleted(message.deleted))  # the app closes it in the Chat
         self._select = message.select
         self.details.clear()
+        if message.renamed is not None or message.deleted:
+            self._fill_table(message.select or None)  # at once: no key may act on the old name meanwhile
+            self.refresh_view()
         self.reload()
 
     # ---- drawing ----

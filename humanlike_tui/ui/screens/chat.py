@@ -202,6 +202,34 @@ class ChatScreen(Screen):
             self.refresh_view()
             self._list_adapters()  # and the store's own list, when it comes
 
+    def adapter_deleted(self, name: str) -> None:
+        """The run was deleted from the store: its model must not go on answering, nor be served."""
+        self._wanted = None if self._wanted == name else self._wanted
+        self._queued = None if self._queued == name else self._queued
+        if self.adapters is not None:
+            self.adapters = [a for a in self.adapters if a.name != name]
+        if self.state.chat.name == name and self.generator is not None:
+            served = self.server is not None
+            self.stop_event.set()  # an answer being written ends (close waits for it)
+            self._stop_server()
+            old, self.state.chat.name, self.state.chat.generator = self.generator, None, None
+            self.loaded_info = ""
+            self._close_model(old)
+            if self.is_mounted:
+                for side in SIDES:
+                    self.pane(side).add_divider(f"{name} was deleted")
+                self.pane("adapter").set_title("Adapter")
+            self.notify(f"{name} was deleted, so the Chat closed it" + (" and stopped its server" if served else ""),
+                        timeout=8)
+        if self.is_mounted:
+            with self.prevent(Select.Changed):
+                self._set_options()
+            self.refresh_view()
+
+    @work(thread=True, group="chat-open", exit_on_error=False, name="chat-close")
+    def _close_model(self, generator: Generator) -> None:
+        generator.close()  # frees the base model's memory
+
     def open_adapter(self, name: str) -> None:
         if name in (self.loaded_name, self.opening):
             return
