@@ -99,6 +99,6 @@ def _write_trained_template(tok, cfg) -> None:
     from humanlike_tui.engine import data as D
     from humanlike_tui.engine.storage.chat_template import export_chat_template
 
-    template = export_chat_template(D.resolve_template(cfg.data.template, tok), tok)
+    template = export_chat_template(D.resolve_template(cfg.data.template, tok), tok, cfg.data.system_prompt)
     if template:
         tok.chat_template = template

@@ -392,9 +392,11 @@ def _is_byte_level(backend: dict) -> bool:
 
 
 def write_gguf(model, tok, path: Path, *, quant: str = DEFAULT_QUANT, template: str = "instruct", name: str = "",
-               extra: dict[str, str] | None = None, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+               extra: dict[str, str] | None = None, log: Callable[[str], None] = lambda m: None,
+               system: str = "") -> dict[str, Any]:
     """Write `model` (a plain float model, phi or llama family) and `tok` to one GGUF file at `path`.
-    `template` is the resolved data template (instruct | chat). Returns a summary (tensor types, bytes)."""
+    `template` is the resolved data template (instruct | chat); `system` the run's persona, the chat
+    template's default system message. Returns a summary (tensor types, bytes)."""
     import gguf
     import numpy as np
     import torch
@@ -408,7 +410,7 @@ def write_gguf(model, tok, path: Path, *, quant: str = DEFAULT_QUANT, template: 
     if model_type == "mistral" and getattr(config, "sliding_window", None):
         raise ModelError("Mistral with a sliding window is not converted to GGUF yet")
     arch = ARCHES[model_type]
-    chat_template = export_chat_template(template, tok)
+    chat_template = export_chat_template(template, tok, system)
     if not chat_template:
         raise ModelError("the model has no chat template; export with data.template = 'instruct'")
     names = tensor_map(model_type, config.num_hidden_layers)
@@ -451,10 +453,16 @@ def write_gguf(model, tok, path: Path, *, quant: str = DEFAULT_QUANT, template: 
     return {"arch": arch, "quant": quant, "tensor_types": types, "bytes": path.stat().st_size}
 
 
-def modelfile(gguf_name: str, pieces: TemplatePieces, stops: list[str], settings) -> str:
-    """An Ollama Modelfile for the file beside it: FROM, TEMPLATE, stop strings, the run's sampling."""
+def modelfile(gguf_name: str, pieces: TemplatePieces, stops: list[str], settings, system: str = "") -> str:
+    """An Ollama Modelfile for the file beside it: FROM, TEMPLATE, the persona (SYSTEM, the run's
+    data.system_prompt), stop strings, the run's sampling."""
     lines = ["# Ollama: ollama create my-model -f Modelfile && ollama run my-model",
              f"FROM ./{gguf_name}", f'TEMPLATE """{ollama_template(pieces)}"""']
+    if system.strip():
+        if '"""' in system:
+            raise ModelError('data.system_prompt contains \'"""\', which an Ollama Modelfile cannot hold; '
+                             "rephrase it without three quotes in a row")
+        lines.append(f'SYSTEM """{system.strip()}"""')
     for s in stops:
         lines.append(f"PARAMETER stop {json.dumps(s, ensure_ascii=False)}")
     lines += [f"PARAMETER temperature {settings.temperature}", f"PARAMETER top_p {settings.top_p}",
@@ -496,8 +504,10 @@ def export_gguf(run: S.Run | str, out_dir: str | Path, *, quant: str = DEFAULT_Q
     with files.atomic_dir(out) as tmp:
         summary = write_gguf(model, tok, tmp / name, quant=quant, template=template, name=run.run_id,
                              extra={"humanlike.base_model": cfg.model.name, "humanlike.merge_into": merge_into,
-                                    "humanlike.stop": json.dumps(stops, ensure_ascii=False)}, log=log)
-        (tmp / "Modelfile").write_text(modelfile(name, pieces, stops, GenSettings.from_config(cfg)), encoding="utf-8")
+                                    "humanlike.stop": json.dumps(stops, ensure_ascii=False)}, log=log,
+                             system=cfg.data.system_prompt)
+        (tmp / "Modelfile").write_text(modelfile(name, pieces, stops, GenSettings.from_config(cfg),
+                                                 cfg.data.system_prompt), encoding="utf-8")
         S.write_json(tmp / EXPORT_MARKER, {
             "run": run.run_id, "base_model": cfg.model.name, "format": "gguf", "file": name, "quant": quant,
             "merge_into": merge_into, "template": template, "stop": stops, "exported": time.time(), **summary})
