@@ -26,6 +26,7 @@ COMMANDS = {
     "bench": "benchmark the original recipe against this engine",
     "serve": "a local OpenAI-compatible server (chat completions, streaming) for an adapter",
     "download": "fetch a hub model into the cache with progress (resumes an interrupted download)",
+    "data": "what training makes of a data file: rows per shape, dropped rows, turns that carry loss",
 }
 
 

@@ -20,7 +20,7 @@ from humanlike_tui.errors import ConfigError
 from humanlike_tui.fileio import atomic_write_text
 
 BUILTIN_MODELS = ("builtin:tiny-phi", "builtin:phi-2-random", "builtin:smollm2-135m")
-BUILTIN_DATA = ("builtin:sample",)
+BUILTIN_DATA = ("builtin:sample", "builtin:chat-sample")  # data/sample.jsonl, data/chat_sample.jsonl
 QUANT_MODES = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
 TEMPLATES = ("auto", "instruct", "chat")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 from humanlike_tui.errors import HumanlikeError
@@ -96,3 +97,28 @@ def error_text(exc: BaseException | None) -> str:
     if isinstance(exc, HumanlikeError):
         return str(exc)
     return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+# ---- conversations (the Config screen's data look and `data inspect`) ----
+
+LOSS_MARK = "*"
+SHAPE_NAMES = {"prompt_chosen": "prompt/chosen", "messages": "messages", "sharegpt": "ShareGPT",
+               "preference_messages": "preference conversations"}
+
+
+def shapes_line(shapes: dict[str, int]) -> str:
+    """'messages 30, ShareGPT 10': usable rows per shape."""
+    return ", ".join(f"{SHAPE_NAMES.get(s, s)} {n:,}" for s, n in sorted(shapes.items())) or "no usable rows"
+
+
+def turn_lines(turns, width: int = 100) -> list[tuple[str, bool]]:
+    """A row's turns (objects with role, text, loss) as lines '* assistant  text' (the mark: the turn is
+    learned) with long text wrapped and cut; each line with whether its turn carries loss."""
+    out: list[tuple[str, bool]] = []
+    for turn in turns:
+        text = printable(" ".join(turn.text.split()))
+        text = text if len(text) <= 4 * width else text[:4 * width - 1] + "…"
+        body = textwrap.wrap(text, max(20, width - 13)) or [""]
+        head = f"{LOSS_MARK if turn.loss else ' '} {turn.role:<10} "
+        out += [((head if i == 0 else " " * len(head)) + line, turn.loss) for i, line in enumerate(body)]
+    return out

@@ -18,6 +18,8 @@ from humanlike_tui.engine.data import sources
 from humanlike_tui.errors import DataError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# The shipped samples (config.BUILTIN_DATA): prompt/chosen/rejected pairs, and multi-turn conversations.
+BUILTIN_FILES = {"builtin:sample": "sample.jsonl", "builtin:chat-sample": "chat_sample.jsonl"}
 
 
 MAX_FIELD_CHARS = 200_000  # a single gigantic field is dropped, not tokenized for minutes
@@ -60,8 +62,8 @@ def load_records(dcfg: DataConfig, counts: DataCounts) -> Iterable[Any]:
     source = dcfg.source.strip()
     if sources.is_picks(source):  # the Chat screen's picks: the older four fifths (sources.py)
         return sources.picks_records(source, dcfg, counts)
-    if source == "builtin:sample":
-        text = resources.files("humanlike_tui.data").joinpath("sample.jsonl").read_text(encoding="utf-8")
+    if source in BUILTIN_FILES:
+        text = resources.files("humanlike_tui.data").joinpath(BUILTIN_FILES[source]).read_text(encoding="utf-8")
         return list(_jsonl_records(text.splitlines(), counts))
     path = Path(source).expanduser()
     if path.suffix.lower() in LOCAL_SUFFIXES or _exists(path):
