@@ -150,13 +150,13 @@ class FakeEngine:
     def _step(self, step: int) -> ev.Step:
         grad_norm = 0.8 + 0.3 * math.sin(step / 3) + 2.0 / step
         metrics = {"grad_norm": grad_norm}
-        if self.method == "dpo":  # the engine's DPO figures: the implicit reward's margin and accuracy
+        if self.method in ("dpo", "orpo", "simpo"):  # the engine's preference figures: reward margin and accuracy
             metrics |= {"reward_margin": 0.05 * step + 0.02 * math.sin(step),
                         "reward_accuracy": min(1.0, 0.5 + step / 80), "reward_chosen": 0.0, "reward_rejected": 0.0}
         lr = 3e-3 * min(1.0, step / 5) * (0.5 + 0.5 * math.cos(math.pi * step / self.total_steps))
         return ev.Step(step, self.total_steps, fake_loss(step), lr, grad_norm, 2150.0 + 40 * math.sin(step / 4),
                        step * 8, step * 1100, step * 0.5, (self.total_steps - step) * 0.5,
-                       phase="dpo" if self.method == "dpo" else "sft", memory_allocated=int(3.9 * GIB),
+                       phase=self.method if self.method in ("dpo", "orpo", "simpo") else "sft", memory_allocated=int(3.9 * GIB),
                        memory_reserved=int(4.9 * GIB), metrics=metrics)
 
     def _stop(self, emit: Callable[[ev.Event], None], step: int, paused: bool) -> FakeResult:
