@@ -391,3 +391,40 @@ def test_a_live_lock_is_waited_for(tmp_path, monkeypatch):
 def test_default_cache_root_follows_home(home):
     assert G.smollm2_dir().is_relative_to(home / "cache")
     assert G.smollm2_dir(home / "elsewhere").parent == home / "elsewhere" / "models"
+
+
+def test_the_silent_steps_report_progress(tmp_path, monkeypatch):
+    """After the last tensor is dequantized, building the model and saving it took ~40 s each on the real
+    model with no line at all: a ticker now reports the seconds spent assembling and the bytes saved."""
+    import time as _time
+
+    from transformers import PreTrainedModel
+
+    from humanlike_tui.engine.models.loading import stage_logger
+
+    src = tmp_path / "tiny.gguf"
+    write_tiny_gguf(src)
+    monkeypatch.setattr(G, "TICK_S", 0.02)
+    real_no_init, real_save = G._no_init_weights, PreTrainedModel.save_pretrained
+
+    def slow_assemble():  # the silent work after the tensor loop, made to take a while
+        _time.sleep(0.1)
+        return real_no_init()
+
+    def slow_save(self, folder, *args, **kwargs):
+        real_save(self, folder, *args, **kwargs)
+        _time.sleep(0.1)  # the ticker sees the written bytes before the step ends
+
+    monkeypatch.setattr(G, "_no_init_weights", slow_assemble)
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", slow_save)
+    stages, lines = [], []
+    log = stage_logger("tiny", lines.append)
+    G.convert_gguf_to_folder(src, tmp_path / "out", lambda *s: (stages.append(s), log(*s)))
+    names = [s for s, _, _ in stages]
+    last_convert, first_save = max(i for i, n in enumerate(names) if n == "convert"), names.index("save")
+    between = stages[last_convert + 1:first_save]
+    assert len([s for s in between if s[0] == "assemble"]) >= 3, stages  # the start, then the ticker's reports
+    saved = [(done, total) for s, done, total in stages if s == "save" and total > 1]
+    assert saved and saved[-1][0] > 0 and all(0 <= d <= t for d, t in saved), stages
+    assert any("assembling the model" in line for line in lines)
+    assert any("saving" in line and " MB" in line for line in lines), lines

@@ -55,8 +55,13 @@ StageProgress = Callable[[str, int, int], None]
 
 
 """`progress(stage, done, total)`: stage is "download" and "extract" (bytes), "convert" (tensors
-dequantized; total 0 while the tokenizer loads), "save" (0 of 1, then 1 of 1) or "wait" (another
-process is building the same folder; 0, 0)."""
+dequantized; total 0 while the tokenizer loads), "assemble" (seconds so far, total 0: the model built
+from the dequantized tensors and checked), "save" (bytes written of about `total`, then 1 of 1) or "wait"
+(another process is building the same folder; 0, 0). "assemble" and "save" report every TICK_S
+seconds from a ticker thread: each took ~40 s on the real model with nothing to show."""
+
+
+TICK_S = 5.0  # how often a long step without its own progress reports that it is still going
 
 
 RECIPE_VERSION = "v1"  # bump when the conversion below changes, so old caches are not reused
@@ -91,14 +96,68 @@ def convert_gguf_to_folder(gguf_path: Path | str, out_dir: Path | str, progress:
         raise ModelError(f"converting a GGUF file needs torch and transformers: {e}") from e
     if not is_gguf_available():
         raise ModelError("converting a GGUF file needs the `gguf` package: pip install gguf")
-    with _quiet_progress(progress):
-        return _convert(gguf_path, out_dir, progress, extra_files or {})
+    phase = Phase(progress)
+    with _quiet_progress(progress, phase), _ticking(phase.tick):
+        return _convert(gguf_path, out_dir, progress, extra_files or {}, phase)
 
 
-def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_files: dict[str, str]) -> Path:
+class Phase:
+    """Which silent step the conversion is in, for the ticker: 'assemble' (since when) or 'save' (into
+    which folder, about how many bytes)."""
+
+    def __init__(self, progress: StageProgress):
+        self.progress = progress
+        self.stage, self.since, self.folder, self.total = "", 0.0, None, 0
+
+    def start(self, stage: str, folder: Path | None = None, total: int = 0) -> None:
+        self.stage, self.since, self.folder, self.total = stage, time.monotonic(), folder, total
+        self.tick()
+
+    def stop(self) -> None:
+        self.stage = ""
+
+    def tick(self) -> None:
+        stage, folder, total = self.stage, self.folder, self.total
+        if stage == "assemble":
+            self.progress("assemble", int(time.monotonic() - self.since), 0)
+        elif stage == "save" and folder is not None:
+            self.progress("save", min(_folder_bytes(folder), total), total)
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for f in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size if f.is_file() else 0
+    return total
+
+
+@contextlib.contextmanager
+def _ticking(tick: Callable[[], None], every: float | None = None):
+    """Calls `tick` every `every` (TICK_S) seconds from a daemon thread until the block ends."""
+    import threading
+
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(TICK_S if every is None else every):
+            tick()
+
+    thread = threading.Thread(target=run, name="gguf-import-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_files: dict[str, str],
+             phase: Phase | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    phase = phase or Phase(progress)
     folder, name = str(gguf_path.parent), gguf_path.name
     progress("convert", 0, 0)
     try:
@@ -122,7 +181,11 @@ def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_file
         config.eos_token_id = tok.eos_token_id
     if tok.bos_token_id is not None:
         config.bos_token_id = tok.bos_token_id
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # (ties lm_head to the embedding)
+    if phase.stage != "assemble":  # without the tensor hook (another transformers version)
+        phase.start("assemble")
+    with _no_init_weights():  # every weight is replaced below: random init would only cost seconds
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.tie_weights()  # lm_head is the embedding (skipped with the weights' init)
     state = quantized.state_dict()
     missing, unexpected = plain.load_state_dict(state, strict=False)
     tied = set(getattr(plain, "_tied_weights_keys", None) or ())
@@ -141,8 +204,10 @@ def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_file
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache folder is not
         progress("save", 0, 1)
+        phase.start("save", tmp, sum(p.numel() * p.element_size() for p in plain.parameters()))
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        phase.stop()
         for fname, text in extra_files.items():
             (tmp / fname).write_text(text, encoding="utf-8")
         _rename(tmp, out_dir)
@@ -153,8 +218,16 @@ def _convert(gguf_path: Path, out_dir: Path, progress: StageProgress, extra_file
     return out_dir
 
 
+def _no_init_weights():
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # pragma: no cover - older transformers
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 @contextlib.contextmanager
-def _quiet_progress(progress: StageProgress):
+def _quiet_progress(progress: StageProgress, phase: Phase | None = None):
     """transformers dequantizes tensor by tensor under a bare tqdm bar, and draws "Loading weights" and
     "Writing model shards" bars: while converting, the first reports to `progress` instead and none
     draws on stderr (a TUI owns the terminal). Restored afterwards; without the hook (another
@@ -173,6 +246,8 @@ def _quiet_progress(progress: StageProgress):
             progress("convert", i, len(items))
             yield item
         progress("convert", len(items), len(items))
+        if phase is not None:  # transformers goes on building the model: silent for ~40 s on the real one
+            phase.start("assemble")
 
     bars_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

@@ -74,16 +74,18 @@ def stage_logger(name: str, log) -> Callable[[str, int, int], None]:
     """Progress of a long first-use step (download, extract, convert) as log lines, one per ~10%."""
     seen: dict[str, int] = {}
     words = {"download": "downloading", "extract": "unpacking", "convert": "converting tensors", "save": "saving",
-             "wait": "waiting for another process making it"}
+             "assemble": "assembling the model", "wait": "waiting for another process making it"}
 
     def report(stage: str, done: int, total: int) -> None:
-        tenth = int(10 * done / total) if total else 0
+        tenth = int(10 * done / total) if total else (done if stage == "assemble" else 0)  # assemble: seconds
         if seen.get(stage) == tenth:
             return
         seen[stage] = tenth
-        size = f" {done / 2**20:.0f}/{total / 2**20:.0f} MB" if stage in ("download", "extract") and total else ""
+        in_mb = stage in ("download", "extract") or (stage == "save" and total > 1)  # save: 0/1, bytes, 1/1
+        size = f" {done / 2**20:.0f}/{total / 2**20:.0f} MB" if in_mb and total else ""
         count = f" {done}/{total}" if stage == "convert" and total else ""
-        log(f"{name} (first use only): {words.get(stage, stage)}{size}{count}")
+        took = f", {done} s" if stage == "assemble" and done else ""
+        log(f"{name} (first use only): {words.get(stage, stage)}{size}{count}{took}")
     return report
 
 
