@@ -1,5 +1,6 @@
-"""A look at the chosen data: how many rows, their token lengths against data.max_length (with the
-share that would be dropped) and a few examples exactly as the model will see them."""
+"""A look at the chosen data: how many rows (per shape: prompt/chosen, messages, ShareGPT, preference
+conversations), their token lengths against data.max_length (with the share that would be dropped or
+shortened) and a few rows as turns, the learned ones marked, as `humanlike-tui data inspect` prints them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
+
+from humanlike_tui.formatting import LOSS_MARK, shapes_line, turn_lines
 
 
 class LengthHistogram(PlotextPlot):
@@ -38,6 +41,23 @@ def summary_text(preview: Any) -> Text:
     text.append(f"; {dropped:.1%} longer than max_length {preview.max_length}", style=style)
     if dropped:
         text.append(" (dropped)", style=style)
+    shortened = getattr(preview, "shortened_share", 0.0)
+    if shortened:
+        text.append(f"; {shortened:.1%} conversations shortened (oldest turns left out)", style="yellow")
+    shapes = getattr(preview, "shapes", None)
+    if shapes and set(shapes) != {"prompt_chosen"}:
+        text.append(f"\n{shapes_line(shapes)}")
+    return text
+
+
+def turns_text(rows: list[list[Any]], width: int = 100) -> Text:
+    """Rows as turns: role and text, a learned turn marked and in colour (as `data inspect` prints them)."""
+    text = Text()
+    text.append(f"{LOSS_MARK} = a learned turn (carries loss)\n", style="dim")
+    for i, turns in enumerate(rows, 1):
+        text.append(f"── row {i} ──\n", style="bold")
+        for line, loss in turn_lines(turns, width):
+            text.append(line + "\n", style="green" if loss else "")
     return text
 
 
@@ -67,6 +87,10 @@ class DataLook(Vertical):
         self.add_class("-loaded")
         self.query_one("#data-summary", Static).update(summary_text(preview))
         self.query_one(LengthHistogram).show(list(preview.lengths), preview.max_length)
+        turns = getattr(preview, "turns", None)
+        if turns:
+            self.query_one("#data-examples", Static).update(turns_text(list(turns), max(40, self.size.width - 4)))
+            return
         examples = Text()
         for i, example in enumerate(preview.examples, 1):
             examples.append(f"── example {i} ──\n", style="bold")
