@@ -3,6 +3,7 @@ without ever asking DPO's reference for log-probs, and the step records carry th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def test_reference_free_methods_train_and_the_margin_rises(home, demo_cfg, monke
                               "train.sample_prompts": 0, "data.max_rows": 10, "data.eval_fraction": 0.2,
                               "train.batch_size": 8, "train.grad_accum": 1, "train.warmup_steps": 0,
                               "train.lr_scheduler": "constant", "train.learning_rate": 1e-2})
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if tensorboard:
+        cfg = cfg.replace(**{"train.report_to": ["tensorboard"]})
     result = run_training(cfg)
     assert result.status == "finished"
     records = [json.loads(line) for line in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
@@ -37,6 +41,14 @@ def test_reference_free_methods_train_and_the_margin_rises(home, demo_cfg, monke
     assert ("nll_loss" in last) == (method == "orpo")
     evals = [r for r in records if r["kind"] == "eval"]
     assert "eval_logp_accuracy" in evals[-1] and "eval_reward_accuracy" not in evals[-1]  # no reference
+    if tensorboard:  # the same figures as TensorBoard scalars
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(Path(result.run_dir) / "tensorboard"))
+        acc.Reload()
+        tags = set(acc.Tags()["scalars"])
+        assert {"train/reward_margin", "train/reward_accuracy", "train/logp_chosen", "train/logp_rejected",
+                "eval/eval_logp_accuracy"} <= tags
 
 
 def test_preference_settings_are_checked_with_their_key(demo_cfg):
