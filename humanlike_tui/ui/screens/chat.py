@@ -75,6 +75,8 @@ class ChatScreen(Screen):
                 tooltip="Edit an answer into the one you wanted: saved as chosen, the model's as rejected"),
         Binding("ctrl+g", "toggle_server", "Serve",
                 tooltip="Start or stop a local OpenAI-compatible server for the loaded adapter (127.0.0.1)"),
+        Binding("f8", "edit_persona", "Persona",
+                tooltip="The system prompt both models get (at first the run's data.system_prompt)"),
     ]
     DEFAULT_CSS = """
     ChatScreen #chat-top { height: 1; padding: 0 1; }
@@ -112,6 +114,8 @@ class ChatScreen(Screen):
         self.picks_collection = DEFAULT_PICKS
         self._seeds: dict[str, int] = {}  # the seed of each side's current answer to the last prompt
         self._picked: set[tuple[str, str, str]] = set()  # picks saved for the last prompt (no duplicates)
+        self._pick_system = ""
+        self.persona = ""  # the system prompt both sides get: the loaded run's data.system_prompt, editable (F8)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -292,6 +296,9 @@ class ChatScreen(Screen):
                     self.pane(side).add_divider(f"now chatting with {message.name}")
             self.history_start = len(self.turns)
             self.pane("adapter").set_title(f"Adapter {message.name}")
+            self.persona = message.generator.config.data.system_prompt.strip()  # as the run was trained
+            if self.persona:
+                self._show_persona()
         with self.prevent(Select.Changed):
             self._sync_select()
         queued, self._queued = self._queued, None
@@ -360,20 +367,22 @@ class ChatScreen(Screen):
         turn = ChatTurn(prompt, self.loaded_name or "", self.generator.config.model.name, values)
         self.turns.append(turn)
         self._seeds, self._picked = {side: int(values.get("seed", 0)) for side in SIDES}, set()
+        self._pick_system = self.persona  # the system prompt this exchange was answered under (saved with a pick)
         for side in SIDES:
             self.pane(side).add_prompt(prompt)
         box.value = ""
         self.stop_event = threading.Event()  # a fresh one per exchange: a late Stop must not stop the next
         self.busy = True
-        self._ask(self.generator, turn, history, values, self.stop_event)
+        self._ask(self.generator, turn, history, values, self.stop_event, system=self.persona)
         self.refresh_view()
 
     @work(thread=True, group="chat-generate", exit_on_error=False, name="chat-generate")
     def _ask(self, generator: Generator, turn: ChatTurn, history: list[tuple[str, str, str]],
-             values: dict[str, Any], stop: threading.Event, sides: tuple[str, ...] = SIDES) -> None:
+             values: dict[str, Any], stop: threading.Event, sides: tuple[str, ...] = SIDES,
+             system: str = "") -> None:
         try:
             generator.answer_both(turn.prompt, [Turn(*h) for h in history], GenSettings(**values),
-                                  lambda event: self.post_message(ChatStream(event)), stop, sides=sides)
+                                  lambda event: self.post_message(ChatStream(event)), stop, sides=sides, system=system)
             self.post_message(ExchangeEnded(turn))
         except Exception as exc:
             self.post_message(ExchangeEnded(turn, error_text(exc)))
@@ -456,7 +465,7 @@ class ChatScreen(Screen):
             self.notify(problem, severity="warning")
             return
         self._save_pick(chat_picks.prefer(self.turns, self.history_start, side, self._seeds,
-                                          self.services.wall_clock()))
+                                          self.services.wall_clock(), self._pick_system))
 
     def action_edit_answer(self) -> None:
         turn = self.turns[-1] if self.turns else None
@@ -472,7 +481,7 @@ class ChatScreen(Screen):
             return
         side, text = result
         self._save_pick(chat_picks.edited(self.turns, self.history_start, side, text, self._seeds,
-                                          self.services.wall_clock()))
+                                          self.services.wall_clock(), self._pick_system))
 
     def _save_pick(self, draft) -> None:
         key = (draft.chosen_by, draft.chosen, draft.rejected)
@@ -529,7 +538,7 @@ class ChatScreen(Screen):
         self.stop_event = threading.Event()
         self.busy = True
         self._ask(self.generator, turn, history, dict(turn.settings) | {"seed": self._seeds[side]}, self.stop_event,
-                  sides=(side,))
+                  sides=(side,), system=self.persona)
         self.refresh_view()
 
     def action_toggle_server(self) -> None:
@@ -586,7 +595,28 @@ class ChatScreen(Screen):
         self.turns, self.history_start = [], 0
         for side in SIDES:
             self.pane(side).clear()
+        if self.persona:
+            self._show_persona()
         self.refresh_view()
+
+    def action_edit_persona(self) -> None:
+        if self.busy:
+            self.notify("Still answering: press Esc to stop it first.", severity="warning")
+            return
+        self.app.push_screen(TextPromptDialog("Persona", "The system prompt both models get, from the next message "
+                                              "on (empty: none). Training used the run's data.system_prompt.",
+                                              self.persona, ok="Use it", check=lambda text: ""), self.set_persona)
+
+    def set_persona(self, text: str | None) -> None:
+        if text is None or text.strip() == self.persona:
+            return
+        self.persona = text.strip()
+        self._show_persona()
+
+    def _show_persona(self) -> None:
+        """The persona in the transcript, where it starts to apply."""
+        for side in SIDES:
+            self.pane(side).add_divider(f"persona: {self.persona}" if self.persona else "no persona")
 
     def action_choose_adapter(self) -> None:
         select = self.query_one("#adapter-select", KeySelect)
