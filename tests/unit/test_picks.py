@@ -134,3 +134,19 @@ def test_config_checks_picks_names_and_mix_weights():
                            ({"data.mix": ["*3"]}, "name a source")):
         with pytest.raises(ConfigError, match=needle):
             cfg.replace(**values)
+
+
+def test_a_pick_with_earlier_turns_becomes_a_conversation_row(home):
+    dcfg = C.load_preset("demo").data
+    row = make(1, history=[("hi", "hey")], system="Be warm.")
+    assert sources.as_record(row, dcfg) == {
+        "prompt": "prompt 1", "chosen": "chosen 1?", "rejected": "rejected 1.",
+        "messages": [{"role": "system", "content": "Be warm."}, {"role": "user", "content": "hi"},
+                     {"role": "assistant", "content": "hey"}, {"role": "user", "content": "prompt 1"}]}
+    assert sources.as_record(make(2), dcfg) == {"prompt": "prompt 2", "chosen": "chosen 2?", "rejected": "rejected 2."}
+    for i in range(5):
+        P.append_pick("talks", make(i, history=[("hi", "hey")]))
+    rows, counts = loading.load_rows(C.load_preset("demo").replace(**{"data.source": "picks:talks"}).data, True)
+    assert len(rows) == 4
+    assert rows[0].messages == (("user", "hi"), ("assistant", "hey"), ("user", "prompt 0"))  # a conversation row
+    assert rows[0].shape == "preference_messages"
