@@ -87,7 +87,7 @@ def test_malformed_toml_names_the_file(tmp_path):
 def test_missing_file_and_unknown_preset():
     with pytest.raises(ConfigError, match="config file not found"):
         C.load_config("/nonexistent/x.toml")
-    with pytest.raises(ConfigError, match="preset 'nope' does not exist; choose one of: demo, gaming-8gb"):
+    with pytest.raises(ConfigError, match="preset 'nope' does not exist; choose one of: chat-demo, demo, gaming-8gb"):
         C.load_preset("nope")
 
 
