@@ -151,11 +151,9 @@ class Generator(Protocol):
     def config(self) -> Config: ...
 
     def answer_both(self, prompt: str, history: Sequence[Turn], settings: GenSettings, emit: Emit,
-                    stop: threading.Event | None = None, sides: Sequence[str] = ("base", "adapter"),
-                    system: str | None = None) -> Exchange:
+                    stop: threading.Event | None = None, sides: Sequence[str] = ("base", "adapter")) -> Exchange:
         """Base then adapter (or only `sides`), each streamed as AnswerStarted, AnswerText..., AnswerDone;
-        raises GenerationError (after that side's AnswerStarted) when generation fails. `system`: the
-        persona (None: the run's data.system_prompt)."""
+        raises GenerationError (after that side's AnswerStarted) when generation fails."""
         ...
 
     def describe(self) -> dict[str, Any]: ...  # base_model, quant, device, ...
@@ -189,7 +187,8 @@ class LibraryService(Protocol):
     def details(self, name: str) -> dict[str, Any]: ...  # config, checkpoints, data counts, energy ...
     def rename(self, old: str, new: str) -> None: ...
     def delete(self, name: str) -> None: ...
-    def export(self, name: str, folder: Path, dtype: str, log: Log) -> Path: ...  # base + adapter merged
+    def export(self, name: str, folder: Path, dtype: str, log: Log, fmt: str = "safetensors", quant: str = "q8_0",
+               merge_into: str = "trained") -> Path: ...  # base + adapter merged (adapters export's choices)
     def check_name(self, name: str) -> str: ...  # raises, with the reason, for a name a run cannot have
     def resumable(self) -> list[RunChoice]: ...  # a checkpoint on disk, neither finished nor running
     def history(self, run_id: str) -> LossHistory: ...  # the loss curve so far, continued on resume

@@ -90,6 +90,21 @@ class Exchange:
 RESUMABLE = ("paused", "stopped", "interrupted", "failed")
 
 
+# An export's choices in the words both the command line (`adapters export`) and the Adapters screen's
+# export dialog show, so the two never describe the same export differently.
+EXPORT_FORMATS = {
+    "safetensors": "a transformers model folder (safetensors and the tokenizer)",
+    "gguf": "one .gguf file for llama.cpp, Ollama, LM Studio, with an Ollama Modelfile beside it",
+}
+EXPORT_MERGE_INTO = {
+    "trained": "the base as training and chat used it (a 4-bit base dequantized), so the export answers as "
+               "chat did",
+    "original": "the checkpoint's full-precision weights (differs from what chat showed by the quantization error)",
+}
+GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")  # engine/storage/gguf_export.py
+DEFAULT_GGUF_QUANT = "q8_0"
+
+
 @dataclass(frozen=True)
 class AdapterInfo:
     """One run of the store as the library shows it. `complete` = it has a finished adapter."""
@@ -233,6 +248,7 @@ def format_figure(key: str, value: float | None) -> str:
         return "—"
     pattern = next(f for k, _, f in FIGURES if k == key)
     return pattern.format(value)
+
 
 @dataclass(frozen=True)
 class PickDraft:

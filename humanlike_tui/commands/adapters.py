@@ -26,6 +26,7 @@ import sys
 from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
 from humanlike_tui.errors import InputError
 from humanlike_tui.formatting import date_text, size_text
+from humanlike_tui.records import DEFAULT_GGUF_QUANT, EXPORT_FORMATS, EXPORT_MERGE_INTO, GGUF_QUANTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,14 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="weights dtype; auto = the base checkpoint's own")
     p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
     add_trust_argument(p)
-    p.add_argument("--merge-into", dest="merge_into", default="trained", choices=("trained", "original"),
-                   help="trained (default): the base as training and chat used it (a 4-bit base dequantized), so the "
-                        "export answers as chat did; original: the checkpoint's full-precision weights")
-    p.add_argument("--format", dest="fmt", default="safetensors", choices=("safetensors", "gguf"),
-                   help="safetensors: a transformers model folder; gguf: one .gguf file for llama.cpp, Ollama, "
-                        "LM Studio, with an Ollama Modelfile beside it")
-    p.add_argument("--quant", default="q8_0", choices=("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"),
-                   help="GGUF weight type (with --format gguf; default q8_0)")
+    p.add_argument("--merge-into", dest="merge_into", default="trained", choices=tuple(EXPORT_MERGE_INTO),
+                   help="; ".join(f"{k}{' (default)' if k == 'trained' else ''}: {v}"
+                                  for k, v in EXPORT_MERGE_INTO.items()))
+    p.add_argument("--format", dest="fmt", default="safetensors", choices=tuple(EXPORT_FORMATS),
+                   help="; ".join(f"{k}: {v}" for k, v in EXPORT_FORMATS.items()))
+    p.add_argument("--quant", default=DEFAULT_GGUF_QUANT, choices=GGUF_QUANTS,
+                   help=f"GGUF weight type (with --format gguf; default {DEFAULT_GGUF_QUANT})")
 
 
 def table_rows(infos) -> list[list[str]]:

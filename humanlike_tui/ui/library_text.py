@@ -142,7 +142,8 @@ def _details_lines(details: dict[str, Any]) -> str:
     if data_counts.get("train_rows"):
         run.append(f"{data_counts['train_rows']} train / {data_counts.get('eval_rows', 0)} eval rows")
     if details.get("duration_s"):
-        run.append(duration(details["duration_s"]))  # '12s', '3m05s': a short run is not '0 min'
+        seconds = details["duration_s"]  # a run under a minute in seconds: a 12 s run read '0 min'
+        run.append(f"{seconds / 60:.0f} min" if seconds >= 60 else duration(seconds))
     if details.get("energy_wh"):
         run.append(f"{details['energy_wh']:.1f} Wh")
     if details.get("device"):

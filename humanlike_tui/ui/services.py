@@ -168,12 +168,15 @@ class EngineLibrary:
 
         runs.delete_run(name)
 
-    def export(self, name: str, folder: Path, dtype: str, log: Log) -> Path:
+    def export(self, name: str, folder: Path, dtype: str, log: Log, fmt: str = "safetensors",
+               quant: str = "q8_0", merge_into: str = "trained") -> Path:
         warm_imports()
-        from humanlike_tui.engine.storage import export, runs
+        from humanlike_tui.engine.storage import export, gguf_export, runs
 
         prepare(runs.get_run(name).config())
-        return export.export_merged(name, folder, dtype=dtype, log=log)
+        if fmt == "gguf":  # as `adapters export --format gguf`: the .gguf file (a Modelfile beside it)
+            return gguf_export.export_gguf(name, folder, quant=quant, merge_into=merge_into, log=log)
+        return export.export_merged(name, folder, dtype=dtype, merge_into=merge_into, log=log)
 
     def check_name(self, name: str) -> str:
         from humanlike_tui.engine.storage import runs

@@ -64,7 +64,6 @@ class FakeGenerator:
         self.scripts = scripts or SCRIPTS
         self.hold_after, self.fail_side = hold_after, fail_side
         self.calls: list[tuple[str, list[Any], GenSettings]] = []
-        self.systems: list[str | None] = []  # the persona of each call
         self.closed = False
         self.holding = threading.Event()
         self.let_go = threading.Event()  # set when a hold ends (released or stopped)
@@ -74,11 +73,10 @@ class FakeGenerator:
         self._gate.set()
 
     def answer_both(self, prompt: str, history=(), settings: GenSettings | None = None, emit=lambda e: None,
-                    stop: threading.Event | None = None, sides=("base", "adapter"), system: str | None = None) -> Exchange:
+                    stop: threading.Event | None = None, sides=("base", "adapter")) -> Exchange:
         settings = settings or GenSettings.from_config(self.config)
         stop = stop or threading.Event()
         self.calls.append((prompt, list(history), settings))
-        self.systems.append(system)
         answers = {}
         for side in sides:
             emit(AnswerStarted(side, 12 + 20 * len(list(history)), len(list(history)), settings.max_new_tokens))
@@ -149,6 +147,7 @@ class FakeLibrary:
     runs: list[RunChoice] = field(default_factory=lambda: [
         RunChoice("20251231-090000-demo", "20251231-090000-demo · paused · step 30/60")])
     exports: list[tuple[str, Path, str]] = field(default_factory=list)
+    export_choices: list[tuple[str, str, str]] = field(default_factory=list)  # (format, quant, merge_into)
     curves: dict[str, LossHistory] = field(default_factory=library_curves)
     fail_export: str = ""
 
@@ -173,11 +172,13 @@ class FakeLibrary:
     def delete(self, name: str) -> None:
         self.infos.remove(self.find(name))
 
-    def export(self, name: str, folder: Path, dtype: str, log: Callable[[str], None]) -> Path:
+    def export(self, name: str, folder: Path, dtype: str, log: Callable[[str], None], fmt: str = "safetensors",
+               quant: str = "q8_0", merge_into: str = "trained") -> Path:
         log(f"merging adapter {name}")
         if self.fail_export:
             raise StoreError(self.fail_export)
         self.exports.append((name, Path(folder), dtype))
+        self.export_choices.append((fmt, quant, merge_into))
         return Path(folder)
 
     def check_name(self, name: str) -> str:

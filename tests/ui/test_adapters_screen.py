@@ -421,3 +421,44 @@ async def test_deleting_the_chat_adapter_warns_then_closes_it_in_the_chat():
         await pilot.pause(0.1)
         assert services.generation.opened[0].calls == []  # nothing answered with the deleted adapter
         assert "Choose an adapter first (ctrl+o)." in [n.message for n in app._notifications]
+
+
+async def test_export_dialog_offers_gguf_and_the_merge_in_the_words_of_the_cli(tmp_path):
+    """The dialog said 'the base model in full precision' while the export merged into the trained nf4 base,
+    and offered neither GGUF nor the merge choice: now both, in `adapters export --help`'s words."""
+    from textual.widgets import Select
+
+    from humanlike_tui.cli import build_parser
+    from humanlike_tui.records import EXPORT_FORMATS, EXPORT_MERGE_INTO
+
+    library = FakeLibrary()
+    app, _ = library_app(library)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await listed(pilot)
+        await highlight(pilot, screen, "warm-sft-v2")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        dialog = app.screen
+        shown = " ".join(str(o[0]) for sel in dialog.query(Select) for o in sel._options)
+        assert "full precision" not in " ".join(str(w.render()) for w in dialog.query("Static"))
+        for words in (*EXPORT_FORMATS.values(), *EXPORT_MERGE_INTO.values()):
+            assert words in shown, words
+        assert dialog.query_one("#dtype", Select).display and not dialog.query_one("#quant", Select).display
+        dialog.query_one("#format", Select).value = "gguf"
+        await pilot.pause(0.05)
+        assert dialog.query_one("#quant", Select).display and not dialog.query_one("#dtype", Select).display
+        dialog.query_one("#quant", Select).value = "q4_0"
+        dialog.query_one("#merge-into", Select).value = "original"
+        dialog.query_one("#folder", Input).value = str(tmp_path / "gguf")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: library.exports, what="the export")
+        assert library.export_choices == [("gguf", "q4_0", "original")]
+    from humanlike_tui.engine.storage import gguf_export
+    from humanlike_tui.records import GGUF_QUANTS
+
+    assert GGUF_QUANTS == gguf_export.GGUF_QUANTS  # the dialog offers what the exporter writes
+    parser = build_parser(commands=["adapters"])
+    helptext = " ".join(parser._subparsers._group_actions[0].choices["adapters"]._subparsers._group_actions[0]
+                        .choices["export"].format_help().split())
+    for words in (*EXPORT_FORMATS.values(), *EXPORT_MERGE_INTO.values()):
+        assert " ".join(words.split()) in helptext, words

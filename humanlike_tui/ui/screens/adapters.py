@@ -489,7 +489,8 @@ class AdaptersScreen(Screen):
                 changed = LibraryChanged(f"Deleted {name}", deleted=name)
             else:
                 folder = self.services.library.export(name, Path(args[0]).expanduser(), args[1],
-                                                      lambda text: self.post_message(ExportProgress(text)))
+                                                      lambda text: self.post_message(ExportProgress(text)),
+                                                      *args[2:])  # format, GGUF weights, merged into which base
                 changed = LibraryChanged(f"Exported {name} (merged) to {folder}", select=name)
             self.post_message(changed)
         except Exception as exc:

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from humanlike_tui.records import DEFAULT_GGUF_QUANT, EXPORT_FORMATS, EXPORT_MERGE_INTO, GGUF_QUANTS
 from humanlike_tui.ui.palette import ScreenCommands
 from humanlike_tui.ui.screens.dialogs import DIALOG_CSS
 
@@ -72,12 +73,15 @@ class TextPromptDialog(_SubmitOrCancel, ModalScreen[str | None]):
         self.dismiss(text)
 
 
-class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
-    """Where to write the merged model, and its dtype; dismisses with (folder, dtype) or None."""
+class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str, str, str, str] | None]):
+    """Where to write the merged model and how: the format, the base it is merged into, the dtype (a
+    folder) or weight type (GGUF), in the words of `adapters export --help` (records.EXPORT_*).
+    Dismisses with (folder, dtype, format, quant, merge_into) or None."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ExportDialog") + """
     ExportDialog Select { width: 1fr; margin-top: 1; }
     ExportDialog .dialog-problem { color: $text-error; height: auto; }
+    ExportDialog .export-note { color: $text-muted; height: auto; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -87,25 +91,42 @@ class ExportDialog(_SubmitOrCancel, ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Export {self._name} as a merged model", classes="dialog-title")
-            yield Static("The base model in full precision with this adapter merged in, as safetensors with its "
-                         "tokenizer: one folder any transformers program can load. The folder must be new (or empty).")
+            yield Label(f"Export {self._name}: this adapter merged into its base model", classes="dialog-title")
+            yield Static("Written to a new folder (or an empty one).")
             yield Input(self._folder, id="folder")
+            yield Select([(f"{k}: {v}", k) for k, v in EXPORT_FORMATS.items()], value="safetensors",
+                         allow_blank=False, id="format")
+            yield Select([(f"merged into {k}: {v}", k) for k, v in EXPORT_MERGE_INTO.items()], value="trained",
+                         allow_blank=False, id="merge-into")
             yield Select(EXPORT_DTYPES, value="auto", allow_blank=False, id="dtype")
+            yield Select([(f"GGUF weights {q}", q) for q in GGUF_QUANTS], value=DEFAULT_GGUF_QUANT,
+                         allow_blank=False, id="quant")
             yield Static("", classes="dialog-problem")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Export", id="ok", variant="primary")
 
     def on_mount(self) -> None:
+        self._show_format_options()
         self.query_one("#folder", Input).focus()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "format":
+            self._show_format_options()
+
+    def _show_format_options(self) -> None:
+        """A folder has a dtype, a GGUF file a weight type: only the chosen format's choice is shown."""
+        gguf = self.query_one("#format", Select).value == "gguf"
+        self.query_one("#dtype", Select).display = not gguf
+        self.query_one("#quant", Select).display = gguf
 
     def _submit(self) -> None:
         folder = self.query_one("#folder", Input).value.strip()
         if not folder:
             self.query_one(".dialog-problem", Static).update("give a folder to create")
             return
-        self.dismiss((folder, str(self.query_one("#dtype", Select).value)))
+        value = lambda key: str(self.query_one(f"#{key}", Select).value)  # noqa: E731
+        self.dismiss((folder, value("dtype"), value("format"), value("quant"), value("merge-into")))
 
 
 ScreenBindingsProvider = ScreenCommands  # the name the screens used before ui/palette.py
