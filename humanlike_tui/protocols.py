@@ -151,9 +151,11 @@ class Generator(Protocol):
     def config(self) -> Config: ...
 
     def answer_both(self, prompt: str, history: Sequence[Turn], settings: GenSettings, emit: Emit,
-                    stop: threading.Event | None = None, sides: Sequence[str] = ("base", "adapter")) -> Exchange:
+                    stop: threading.Event | None = None, sides: Sequence[str] = ("base", "adapter"),
+                    system: str | None = None) -> Exchange:
         """Base then adapter (or only `sides`), each streamed as AnswerStarted, AnswerText..., AnswerDone;
-        raises GenerationError (after that side's AnswerStarted) when generation fails."""
+        raises GenerationError (after that side's AnswerStarted) when generation fails. `system`: the
+        persona (None: the run's data.system_prompt)."""
         ...
 
     def describe(self) -> dict[str, Any]: ...  # base_model, quant, device, ...

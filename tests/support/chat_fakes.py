@@ -64,6 +64,7 @@ class FakeGenerator:
         self.scripts = scripts or SCRIPTS
         self.hold_after, self.fail_side = hold_after, fail_side
         self.calls: list[tuple[str, list[Any], GenSettings]] = []
+        self.systems: list[str | None] = []  # the persona of each call
         self.closed = False
         self.holding = threading.Event()
         self.let_go = threading.Event()  # set when a hold ends (released or stopped)
@@ -73,10 +74,11 @@ class FakeGenerator:
         self._gate.set()
 
     def answer_both(self, prompt: str, history=(), settings: GenSettings | None = None, emit=lambda e: None,
-                    stop: threading.Event | None = None, sides=("base", "adapter")) -> Exchange:
+                    stop: threading.Event | None = None, sides=("base", "adapter"), system: str | None = None) -> Exchange:
         settings = settings or GenSettings.from_config(self.config)
         stop = stop or threading.Event()
         self.calls.append((prompt, list(history), settings))
+        self.systems.append(system)
         answers = {}
         for side in sides:
             emit(AnswerStarted(side, 12 + 20 * len(list(history)), len(list(history)), settings.max_new_tokens))
