@@ -84,6 +84,7 @@ def test_too_few_rows_or_huge_data():
         J.train_judge(pairs(3))
     capped = J.train_judge(pairs(200), max_pairs=50)  # a sample, so 6,000 rows cost what 1,000 do
     assert capped.train_answers + capped.heldout_answers == 100
+    assert len(J.sample_pairs(range(10), max_pairs=20)) == 10 and len(set(J.sample_pairs(range(100), max_pairs=20))) == 20
     long = "word " * 1000
     assert len(J._clip(long)) < J.HEAD_CHARS + J.TAIL_CHARS + 5
 

@@ -370,8 +370,9 @@ def _train_judge(s: _Session, split: tuple[list[D.Example], list[D.Example]] | N
     except DataError as exc:
         return None, J.unavailable(f"the run's training rows cannot be read: {exc}")
     template = D.resolve_template(s.cfg.data.template, s.tok)
-    pairs = [J.Pair(chosen, rejected, getattr(e, "group", "") or e.prompt)
-             for e, (chosen, rejected) in zip(train, _rows_of(train, s.tok, template)) if rejected is not None]
+    rows = J.sample_pairs([e for e in train if e.rejected_ids is not None], s.cfg.train.seed)  # decode no more
+    pairs = [J.Pair(chosen, rejected or "", getattr(e, "group", "") or e.prompt)
+             for e, (chosen, rejected) in zip(rows, _rows_of(rows, s.tok, template))]
     try:
         judge = J.train_judge(pairs, s.cfg.train.seed)
     except ValueError as exc:
