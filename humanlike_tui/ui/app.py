@@ -119,11 +119,12 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
         return not self.is_running or not self._screen_stack
 
     def shown(self, mode: str) -> Screen | None:
-        """The mode's screen if it is the one on display (others redraw when they are shown again)."""
+        """The mode's screen if it is on display, on top or under a dialog (the Train screen behind 'Quit
+        while training?' stayed at its last step); others redraw when they are shown again."""
         screen = self._mode_screens.get(mode)
         if screen is None or not screen.is_mounted or self._quitting() or not screen.is_attached:
             return None  # is_attached turns False as soon as exit is asked for
-        return screen if self.screen is screen else None
+        return screen if screen in self.screen_stack else None
 
     def on_mount(self) -> None:
         if self.quick_exit:
@@ -221,7 +222,7 @@ class WorkbenchApp(BackgroundWork, GpuSharing, App[int]):
         if message.error:
             self.notify(message.error, title="cannot list the runs", severity="error", timeout=10)
             return
-        self.push_screen(RunPicker(message.runs, str(paths.runs_dir())), self._resume_chosen)
+        self.push_screen(RunPicker(message.runs, str(paths.runs_dir()), message.finished), self._resume_chosen)
 
     def _resume_chosen(self, run: RunChoice | None) -> None:
         if run is None:

@@ -173,6 +173,12 @@ class BackgroundWork:
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False, name="list-runs")
     def _list_runs(self) -> None:
         try:
-            self.post_message(RunsListed(self.services.library.resumable()))
+            runs = self.services.library.resumable()
         except Exception as exc:
             self.post_message(RunsListed([], error_text(exc)))
+            return
+        try:  # not resumable, but there: the picker says so ('No earlier runs found' beside finished runs)
+            finished = [info.name for info in self.services.library.adapters() if info.complete]
+        except Exception:
+            finished = []
+        self.post_message(RunsListed(runs, finished=finished))

@@ -4,7 +4,7 @@ a repaint. Dataclasses, as Textual allows (Message.__post_init__ sets a message 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from textual.message import Message
@@ -73,6 +73,7 @@ class PreviewReady(Message):
 class RunsListed(Message):
     runs: list[RunChoice]
     error: str = ""
+    finished: list[str] = field(default_factory=list)  # finished runs (nothing left to resume)
 
 
 # ---- from the screens, up to the app (they bubble: the app handles them) ----

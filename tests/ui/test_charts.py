@@ -72,7 +72,22 @@ async def test_an_sft_run_says_its_reward_chart_is_empty():
         await run_to_hold(pilot, engine, clock, readings=2)
         await pilot.press("c", "c", "c", "c")
         await pilot.pause(0.1)
-        assert app.screen.query_one(MetricChart).shown_title.endswith("(this is an SFT run)")
+        chart = app.screen.query_one(MetricChart)
+        assert chart.shown_note.startswith("an SFT run has no reward margin")
+        # written inside the box, where it shows (as part of the title, plotext left the title out)
+        drawn = screen_text(app)
+        assert "an SFT run has no reward" in drawn and "DPO reward margin" in drawn
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
 
 
 def library_app():

@@ -57,7 +57,7 @@ async def test_log_lines_fit_the_pane_and_rewrap_on_resize():
         samples = app.screen.query_one("#samples", FlowLog)
         assert_fits(samples)
 
-        await pilot.resize_terminal(80, 24)
+        await pilot.resize_terminal(80, 40)  # narrower, and tall enough for the log beside the charts
         await pilot.pause(0.1)
         assert_fits(log)
         assert len(log.lines) > len(lines)  # narrower: wrapped again into more lines

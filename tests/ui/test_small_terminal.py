@@ -207,3 +207,34 @@ async def test_the_keys_panel_leaves_the_footer_whole_and_escape_closes_it():
             await wait_until(pilot, lambda: not app.screen.query("HelpPanel"), what="Escape to close the panel")
         await pilot.press("escape")  # with the panel closed Escape is the screen's again (nothing to stop)
         assert app.screen.id != "_default" and app.is_running
+
+
+async def test_train_at_80x24_gives_the_charts_the_height_and_v_shows_the_log():
+    """At 80x24 the charts were 3-4 rows (the memory chart one) beside the answers and the log: below
+    32 rows they take turns, v switching."""
+    from humanlike_tui.ui.widgets.charts import LossChart, VramChart
+    from humanlike_tui.ui.widgets.flow_log import FlowLog
+
+    engine, clock = FakeEngine(total_steps=20, eval_every=5, hold_at=12), FakeClock()
+    app = build(engine, clock)
+    async with app.run_test(size=SMALL) as pilot:
+        await run_to_hold(pilot, engine, clock)
+        screen = app.screen
+        assert screen.query_one(LossChart).region.height >= 14 and screen.query_one(VramChart).region.height >= 12
+        assert not screen.query_one("#log", FlowLog).display or screen.query_one("#log", FlowLog).region.height == 0
+        await footer_settled(pilot)
+        assert "v" in shown_keys(app) and footer_problems(app) == []
+        await pilot.press("v")  # the answers and the log
+        await pilot.pause(0.3)
+        log = screen.query_one("#log", FlowLog)
+        assert log.region.height >= 12 and screen.query_one(LossChart).region.height == 0
+        assert max(len(line.text) for line in log.lines) > 20  # flowed at the pane's width, not a letter a line
+        await pilot.press("v")  # the charts again
+        await pilot.pause(0.1)
+        assert screen.query_one(LossChart).region.height >= 14
+        await pilot.resize_terminal(*SIZE)  # tall enough for all four: no v
+        await pilot.pause(0.2)
+        assert screen.query_one(LossChart).region.height >= 8 and log.region.height >= 8
+        assert "v" not in {b.key for b in (a.binding for a in screen.active_bindings.values())}
+        await pilot.press("s")
+        await wait_until(pilot, lambda: not app.state.tracker.active)

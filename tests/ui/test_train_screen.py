@@ -9,6 +9,7 @@ from textual.widgets import Button, ProgressBar, RichLog, Static
 from humanlike_tui.protocols import RunChoice
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.screens.train import TrainScreen
+from support.chat_fakes import FakeLibrary
 from support.fakes import FakeClock, FakeEngine
 from ui_helpers import SIZE, build, feed_readings, run_to_hold, settle, wait_until
 
@@ -146,6 +147,11 @@ async def test_quit_answered_after_the_run_ended_quits_at_once():
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         engine.release()
         await wait_until(pilot, lambda: not app.state.tracker.active, what="the run to finish behind the question")
+        train = app.mode_screen("train")
+        # the screen behind the question follows the run (it stayed at 'step 3/6')
+        await wait_until(pilot, lambda: "step 6/6" in str(train.query_one("#step-label", Static).render()),
+                         timeout=5, what="the Train screen to show the end under the dialog")
+        assert isinstance(app.screen, ConfirmDialog) and "FINISHED" in str(train.query_one("#status", Static).render())
         await pilot.press("y")
         await wait_until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
     assert app.state.tracker.status == "finished"
@@ -167,7 +173,7 @@ async def test_resume_an_earlier_run_from_the_picker():
 
 
 async def test_no_earlier_runs_says_so_and_cancels():
-    app = build(runs=[])
+    app = build(runs=[], library=FakeLibrary(infos=[]))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3", "e")
         await wait_until(pilot, lambda: isinstance(app.screen, RunPicker))
@@ -175,6 +181,18 @@ async def test_no_earlier_runs_says_so_and_cancels():
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen))
         assert app.state.tracker.status == "idle"
+
+
+async def test_only_finished_runs_are_named_not_called_no_runs():
+    """e said 'No earlier runs found' while the folder held finished runs (nothing left to resume there)."""
+    app = build(runs=[])  # the fake store: two finished runs, two incomplete ones without a checkpoint
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3", "e")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunPicker))
+        text = str(app.screen.query_one("#no-runs", Static).render())
+        assert "No earlier runs found" not in text
+        assert "Nothing to resume" in text and "2 finished runs (warm-sft-v2, warm-sft-v1)" in text
+        assert "Chat (F4)" in text
 
 
 async def test_keys_that_do_not_apply_are_refused_with_a_message():

@@ -92,16 +92,34 @@ def gpu_share_question(what: str) -> str:
             "run has let go. Resume later with r on the Train screen.")
 
 
+def finished_runs(names: list[str]) -> str:
+    """'2 finished runs (a, b)', at most three names."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{len(names)} finished run{'s' if len(names) != 1 else ''} ({shown})"
+
+
+def no_runs_text(where: str, finished: list[str]) -> str:
+    """Why the picker lists nothing: no runs at all, or only finished ones (it said 'No earlier runs found'
+    beside a folder of finished runs)."""
+    place = f" in {where}" if where else ""
+    if not finished:
+        return f"No earlier runs found{place}. Start one from the Config screen (F2)."
+    return (f"Nothing to resume{place}: {finished_runs(finished)}, with nothing left to train; their adapters "
+            "are ready in Chat (F4) and Adapters (F5). Resume continues a paused, stopped or interrupted run; "
+            "n starts a new one.")
+
+
 class RunPicker(ModalScreen[RunChoice | None]):
     """Choose an earlier run to resume; dismisses with None on escape."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="RunPicker") + "RunPicker OptionList { height: auto; max-height: 20; }"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, runs: list[RunChoice], where: str = "") -> None:
+    def __init__(self, runs: list[RunChoice], where: str = "", finished: list[str] | None = None) -> None:
         super().__init__()
         self._runs = runs
         self._where = where
+        self._finished = finished or []
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -109,10 +127,10 @@ class RunPicker(ModalScreen[RunChoice | None]):
             if self._runs:
                 yield OptionList(*[Option(r.label, id=str(i)) for i, r in enumerate(self._runs)])
                 yield Static("enter: resume from its last checkpoint · escape: cancel", classes="dialog-hint")
+                if self._finished:
+                    yield Static(f"Not listed: {finished_runs(self._finished)}, with nothing left to train.")
             else:
-                where = f" in {self._where}" if self._where else ""
-                yield Static(id="no-runs",
-                             content=f"No earlier runs found{where}. Start one from the Config screen (F2).")
+                yield Static(id="no-runs", content=no_runs_text(self._where, self._finished))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (Esc)", id="cancel")
 

@@ -75,8 +75,9 @@ def idle_hint(t: RunTracker) -> str:
 
 class TrainScreen(Screen):
     SUB_TITLE = "Train"
-    FOOTER_KEYS = ("app.start_training", "app.stop_training", "app.pause_training", NAVIGATION, "app.resume_training",
-                   "next_chart", "app.resume_earlier")  # most used first: what the footer keeps at 80 columns
+    FOOTER_KEYS = ("app.start_training", "app.stop_training", "app.pause_training", "show_view('log')",
+                   "show_view('charts')", NAVIGATION, "app.resume_training", "next_chart",
+                   "app.resume_earlier")  # most used first: what the footer keeps at 80 columns
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("n", "app.start_training", "New run"),
@@ -86,6 +87,10 @@ class TrainScreen(Screen):
         Binding("e", "app.resume_earlier", "Earlier run"),
         Binding("c", "next_chart", "Chart", tooltip="The chart beside the loss: memory, learning rate, tokens/s, "
                 "gradient norm, DPO reward"),
+        # Below 32 rows the charts and the answers/log panes take turns (check_action hides these elsewhere):
+        # all four at once left 3-4 rows per chart at 80x24.
+        Binding("v", "show_view('log')", "Log", tooltip="Show the answers at each evaluation and the log"),
+        Binding("v", "show_view('charts')", "Charts", tooltip="Show the charts again"),
     ]
     DEFAULT_CSS = """
     TrainScreen #train-head { height: auto; padding: 0 1; }
@@ -108,6 +113,9 @@ class TrainScreen(Screen):
     TrainScreen #buttons { height: auto; padding: 0 1; }
     TrainScreen #buttons Button { margin-right: 1; min-width: 0; width: auto; }
     TrainScreen.-short #charts { min-height: 8; }
+    TrainScreen.-short #bottom { display: none; }
+    TrainScreen.-short.-log-view #bottom { display: block; }
+    TrainScreen.-short.-log-view #charts { display: none; }
     TrainScreen.-short LossChart, TrainScreen.-short VramChart { min-height: 6; }
     """
 
@@ -169,6 +177,18 @@ class TrainScreen(Screen):
     def on_screen_resume(self) -> None:
         self.refresh_view()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_view":  # only where the panes take turns; v names the one it shows
+            return self.has_class("-short") and (parameters[0] == "log") != self.has_class("-log-view")
+        return True
+
+    def action_show_view(self, view: str) -> None:
+        self.set_class(view == "log", "-log-view")
+        self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()  # v shows only below 32 rows
+
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         await self.run_action(BUTTONS[event.button.id or ""])
@@ -216,7 +236,8 @@ class TrainScreen(Screen):
             metric.show(f"{name} reward margin (left) and accuracy (right)",
                         [("margin", t.reward_margins, "magenta", "left"),
                          ("accuracy", t.reward_accuracies, "cyan", "right")], total,
-                        empty=f"{name} steps only" if t.method != "sft" else "this is an SFT run")
+                        empty=f"drawn from the first {name} step" if t.method != "sft" else
+                        "an SFT run has no reward margin: preference runs (dpo, orpo, simpo) draw it here")
 
     def _append_log(self, t: RunTracker) -> None:
         new = t.log_total - self._log_shown

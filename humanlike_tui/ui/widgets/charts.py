@@ -3,6 +3,7 @@ uses its own `self.plt` (the global plotext module would be shared by every char
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 from textual_plotext import PlotextPlot
@@ -103,22 +104,38 @@ class MetricChart(PlotextPlot):
 
     shown_title = ""
     shown_points = 0
+    shown_note = ""  # why the chart is empty, written inside it ('' when it has points)
 
     def show(self, title: str, series: Sequence[tuple[str, Sequence[tuple[float, float]], str, str]],
              total_steps: int, empty: str = "waiting for the first step") -> None:
-        """series: (label, points, color, 'left' | 'right' axis)."""
+        """series: (label, points, color, 'left' | 'right' axis). Without points, `empty` says why inside
+        the box: as part of the title it made the title too long for the chart, and plotext left it out
+        (an empty box with no word on why)."""
         plt = self.plt
         plt.clear_data()
         plt.xlabel("step")
+        plt.ylim()  # automatic again after a note (drawn on 0..1)
         drawn = [(label, points, color, side) for label, points, color, side in series if points]
-        self.shown_title = title if drawn else f"{title} ({empty})"
+        self.shown_title = title
         self.shown_points = sum(len(points) for _, points, _, _ in drawn)
-        plt.title(self.shown_title)
+        self.shown_note = "" if drawn else empty
+        width = self.size.width or 80
+        plt.title(title if len(title) <= width - 2 else title.split(" (")[0])  # plotext drops a title too wide
         for label, points, color, side in drawn:
             xs, ys = thin(points)
             plt.plot(xs, ys, label=label, marker="braille", color=color, yside=side)
-        plt.xlim(0, max(total_steps, 1))
+        last = max(total_steps, 1)
+        if not drawn:
+            self._write_inside(empty, last / 2)
+        plt.xlim(0, last)
         self.refresh()
+
+    def _write_inside(self, note: str, middle: float) -> None:
+        lines = textwrap.wrap(note, max((self.size.width or 40) - 10, 16))
+        row = 1 / max((self.size.height or 12) - 5, 4)  # one text row on the 0..1 axis (less the frame)
+        self.plt.ylim(0, 1)
+        for i, line in enumerate(lines):
+            self.plt.text(line, middle, 0.5 + (len(lines) / 2 - i - 0.5) * row, alignment="center")
 
 
 class VramChart(PlotextPlot):

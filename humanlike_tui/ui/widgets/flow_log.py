@@ -36,9 +36,17 @@ class FlowLog(RichLog):
         self.clear()
 
     def on_resize(self, event: Resize) -> None:
+        if not self._size_known:
+            # Shown for the first time (the Train screen's log, hidden below 32 rows until v): RichLog then
+            # writes what waited before this region is laid out, one character a line. Flow it after.
+            self.call_after_refresh(self.reflow, True)
+            return
+        self.reflow()
+
+    def reflow(self, to_end: bool = False) -> None:
         width = self.scrollable_content_region.width
         if self._size_known and width and width != self._flowed_width and self._entries:
-            at_end = self.is_vertical_scroll_end
+            at_end = to_end or self.is_vertical_scroll_end
             self.clear()
             for content in self._entries:
                 self.write(content, shrink=True, scroll_end=False)
