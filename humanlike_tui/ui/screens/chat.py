@@ -449,6 +449,8 @@ class ChatScreen(Screen):
         if self.services.picks is None or not self.turns or self.busy:
             return False
         turn = self.turns[-1]
+        if not turn.error and not all(turn.answers[side].finish for side in SIDES):
+            return False  # one side was never asked (a base model alone): there is nothing to compare
         if action.startswith("again_"):
             return True if not self._again_problem() else None
         return True if not chat_picks.pick_problem(turn, self.busy, edit=action == "edit_answer") else None
