@@ -196,3 +196,32 @@ async def test_the_adapters_screen_lists_each_collection_with_its_count(size):
         assert panel.region.height >= 1  # on screen, not squeezed out
     async with build(initial_screen="adapters").run_test(size=size) as pilot:  # no picks service: no panel
         assert not pilot.app.screen.query_one(PicksPanel).display
+
+
+async def test_a_pick_keeps_the_persona_the_answers_were_given_under():
+    app = picks_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = pilot.app.screen
+        await wait_until(pilot, lambda: screen.adapters is not None, what="the adapter list")
+        screen.query_one("#adapter-select", Select).value = "warm-sft-v2"
+        await wait_until(pilot, lambda: screen.loaded_name == "warm-sft-v2", what="the adapter")
+        screen.persona = "You are a warm friend."
+        await ask(pilot, "Hi")
+        screen.persona = "Changed after the answers."  # applies from the next message on, not to this pick
+        await pilot.press("ctrl+f")
+        rows = await until_saved(pilot, 1)
+        assert rows[0]["system"] == "You are a warm friend."
+        assert P.export_rows(P.read_picks("my-picks").rows)[0]["prompt"] == [
+            {"role": "system", "content": "You are a warm friend."}, {"role": "user", "content": "Hi"}]
+
+
+async def test_no_pick_keys_when_one_side_was_never_asked():
+    from humanlike_tui.ui.chat_transcript import SideAnswer
+
+    app = picks_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        assert screen.check_action("prefer_left", ()) is True
+        screen.turns[-1].answers["adapter"] = SideAnswer()  # as when a base model alone answers
+        assert {screen.check_action(a, ()) for a in ("prefer_left", "prefer_right", "again_left", "again_right",
+                                                     "edit_answer")} == {False}
