@@ -196,3 +196,14 @@ def test_conversations_sharing_their_user_turns_stay_on_one_side_of_the_split(tm
     train, evals = D.split_by_prompt(D.tokenize_rows(loaded, tok, dcfg, counts, False), 0.3, seed=1)
     sides = {"train" if any(e.group == g for e in train) else "eval" for g in ("hi!\ntired, long day",)}
     assert len(sides) == 1 and evals
+
+
+def test_a_chat_template_is_needed_for_chat_and_the_error_says_so(tmp_path, tok):
+    import copy
+
+    bare = copy.deepcopy(tok)
+    bare.chat_template = None
+    dcfg = DataConfig(source=write_jsonl(tmp_path / "d.jsonl", [OPENAI]), template="chat", eval_fraction=0)
+    rows, counts = D.load_rows(dcfg)
+    with pytest.raises(DataError, match="'chat' needs a model with a chat template"):
+        D.tokenize_rows(rows, bare, dcfg, counts, need_rejected=False)

@@ -92,6 +92,8 @@ def conversation_example(row: Row, tokenizer, dcfg: DataConfig, counts: DataCoun
         counts.dropped[f"missing {dcfg.rejected_column}"] += 1
         return None
     template = resolve_template(dcfg.template, tokenizer)
+    if template == "chat" and not getattr(tokenizer, "chat_template", None):
+        format_prompt(row.prompt, template, tokenizer)  # raises the clear 'needs a chat template' error
     history = C.with_system(row.messages or ((C.USER, row.prompt),), dcfg.system_prompt)
     make = _preference_example if need_rejected else _sft_example
     try:
