@@ -307,3 +307,5 @@ def test_the_scorecard_service_scores_a_real_run(home, monkeypatch):
     assert card["run_id"] == RUN_NAME and card["rows"] == 2
     assert {"base", "adapter"} <= set(card) and any("scorecard" in line for line in heard)
     assert chat_services.EngineScorecard().last(RUN_NAME)["rows"] == 2  # kept beside the run
+    answers = chat_services.EngineScorecard().answers(RUN_NAME)  # what the screen's a key opens
+    assert len(answers) == 2 * card["prompts"] and {a["side"] for a in answers} == {"base", "adapter"}
