@@ -137,6 +137,9 @@ async def test_edit_dialog_saves_the_edit_as_chosen_and_the_model_answer_as_reje
         await wait_until(pilot, lambda: isinstance(app.screen, EditAnswerDialog), what="the edit dialog")
         dialog = app.screen
         area = dialog.query_one(TextArea)
+        await pilot.pause(0.05)
+        for widget in (area, dialog.query_one("#ok"), dialog.query_one("#cancel")):  # all of it on screen
+            assert widget.region.height >= 1 and widget.region.bottom <= size[1], widget
         assert area.text == ADAPTER  # starts from the adapter's answer
         await pilot.press("ctrl+s")  # unchanged: refused, the dialog stays
         await pilot.pause(0.05)

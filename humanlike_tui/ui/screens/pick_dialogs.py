@@ -17,9 +17,9 @@ START_OPTIONS = (("the right answer (adapter)", "adapter"), ("the left answer (b
 
 class EditAnswerDialog(ModalScreen[tuple[str, str] | None]):
     DEFAULT_CSS = DIALOG_CSS.format(name="EditAnswerDialog") + """
-    EditAnswerDialog > Vertical { width: 90%; max-width: 110; }
+    EditAnswerDialog > Vertical { width: 90%; max-width: 110; height: 90%; max-height: 28; }
     EditAnswerDialog #edit-start { width: 1fr; }
-    EditAnswerDialog TextArea { height: 10; min-height: 4; margin-top: 1; }
+    EditAnswerDialog TextArea { height: 1fr; min-height: 3; margin-top: 1; }
     EditAnswerDialog .dialog-problem { color: $text-error; height: auto; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save pick", priority=True)]
