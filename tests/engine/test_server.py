@@ -230,9 +230,47 @@ def ask(text: str = "Hi there", **extra) -> dict:
             **extra}
 
 
-def long_running(port: int) -> socket.socket:
-    """A request that samples for a long time (temperature 5 never says the end marker), socket left open."""
-    data = json.dumps(ask(temperature=5, max_tokens=2000, seed=1)).encode()
+class SlowGenerator:
+    """Writes one word every 20 ms for up to 30 s, stopping when asked: a long answer without the model's
+    whims (a sampled answer may end early by itself)."""
+
+    name = "slow"
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.stopped_after: float | None = None
+
+    def settings(self, **overrides):
+        return overrides
+
+    def answer(self, side, prompt, history, settings, emit, stop, system=None):
+        from humanlike_tui.events import AnswerStarted, AnswerText
+        from humanlike_tui.records import Answer
+
+        with self.lock:
+            t0 = time.monotonic()
+            emit(AnswerStarted(side, 3, 0, 1500))
+            for i in range(1500):
+                if stop.is_set():
+                    self.stopped_after = time.monotonic() - t0
+                    return Answer(side, "word " * i, i, "stopped", time.monotonic() - t0)
+                emit(AnswerText(side, "word "))
+                time.sleep(0.02)
+            return Answer(side, "word " * 1500, 1500, "length", time.monotonic() - t0)
+
+
+@pytest.fixture()
+def slow():
+    from humanlike_tui.engine.inference.server import ChatServer
+
+    srv = ChatServer(SlowGenerator(), "127.0.0.1", 0).start()
+    yield srv
+    srv.stop()
+
+
+def long_running(port: int, stream: bool = False) -> socket.socket:
+    """A request for the slow generator's long answer, its socket left open."""
+    data = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "Go on"}], "stream": stream}).encode()
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
@@ -247,11 +285,11 @@ def lock_free_within(gen, seconds: float) -> bool:
 
 
 def wait_busy(gen, seconds: float = 20) -> None:
-    """Until a request holds the model (generation has begun)."""
+    """Until a request holds the model (its answer has begun)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not gen.lock.acquire(blocking=False):
-            time.sleep(0.5)  # well into the answer
+            time.sleep(0.3)  # well into the answer
             return
         gen.lock.release()
         time.sleep(0.02)
@@ -285,21 +323,31 @@ def test_two_thousand_pairs_are_answered_in_seconds(server):
     assert status == 413 and "at most 10,000" in json.loads(body)["error"]["message"]
 
 
-def test_a_request_whose_client_left_stops_generating(server):
-    s = long_running(server.port)
-    wait_busy(server.gen)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_whose_client_left_stops_generating(slow, stream):
+    s = long_running(slow.port, stream)
+    wait_busy(slow.gen)
     s.close()
-    assert lock_free_within(server.gen, 3)  # was: sampled on to 2,000 tokens for nobody
+    assert lock_free_within(slow.gen, 2)  # was: wrote the whole answer (30 s) for nobody
+    assert stream or slow.gen.stopped_after is not None  # a stream may also end on its failed write
 
 
 def test_stop_ends_the_running_request_within_two_seconds(server):
-    """What Ctrl+C in `serve` does (server.stop, then the model is let go), during a long request."""
+    """What Ctrl+C in `serve` does (server.stop) while a request with 2,000 turns of history is answered:
+    the model is free again at once (was: ~60 s of fitting the history first)."""
     from humanlike_tui.engine.inference.server import ChatServer
 
     other = ChatServer(server.gen, "127.0.0.1", 0).start()
-    s = long_running(other.port)
+    messages = []
+    for i in range(2000):
+        messages += [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]
+    data = json.dumps(ask(messages=messages + [{"role": "user", "content": "and now?"}], max_tokens=900,
+                          temperature=5, seed=1)).encode()
+    s = socket.create_connection(("127.0.0.1", other.port), timeout=30)
     try:
-        wait_busy(server.gen)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        time.sleep(1.5)
         t0 = time.monotonic()
         other.stop()
         assert lock_free_within(server.gen, 2) and time.monotonic() - t0 < 2.5
@@ -307,7 +355,7 @@ def test_stop_ends_the_running_request_within_two_seconds(server):
         s.close()
 
 
-def test_an_early_disconnect_prints_no_traceback(server, capfd):
+def test_an_early_disconnect_prints_no_traceback(server, slow, capfd):
     for request in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le",
                     b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 500\r\n\r\n{\"model\": "):
@@ -316,11 +364,12 @@ def test_an_early_disconnect_prints_no_traceback(server, capfd):
         s.sendall(request)
         time.sleep(0.2)
         s.close()
-    s = long_running(server.port)  # and a client gone in the middle of an answer
-    wait_busy(server.gen)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-    assert lock_free_within(server.gen, 5)
+    for stream in (False, True):  # and a client gone in the middle of an answer
+        s = long_running(slow.port, stream)
+        wait_busy(slow.gen)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        assert lock_free_within(slow.gen, 5)
     time.sleep(0.3)
     assert "Traceback" not in capfd.readouterr().err
 
