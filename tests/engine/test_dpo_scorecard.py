@@ -191,3 +191,18 @@ def test_scorecard_borrows_a_loaded_generator_and_gives_the_same_card(demo_cfg, 
     assert gen.model is not None and gen.answer("adapter", "Hi there!").tokens > 0  # still the chat's
     other = S.get_run(res.run_id)
     assert not scoring._holds_adapter(None, other)
+
+
+def test_eval_answers_to_a_folder_exits_2_before_loading(home, capsys, monkeypatch):
+    from tiny_run import RUN_NAME, install_run
+
+    from humanlike_tui.engine import models as M
+
+    install_run(home)
+
+    def no_load(*a, **k):
+        raise AssertionError("the model loaded before the --answers path was checked")
+
+    monkeypatch.setattr(M, "load_base_model", no_load)
+    assert cli.main(["eval", "--adapter", RUN_NAME, "--answers", str(home)]) == 2
+    assert "that is a folder; give a file name" in capsys.readouterr().err
