@@ -101,6 +101,51 @@ def refuse_pickle_only(path: Path) -> None:
     raise ModelError(f"{path}: no *.safetensors weights found")
 
 
+# What transformers and torch say when a checkpoint's tensors do not have the shapes config.json gives.
+SHAPE_MISMATCH_WORDS = ("size mismatch", "ignore_mismatched_sizes", "negative dimension", "shape mismatch")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no details"
+
+
+def check_model_size(cfg: Config, path: str, precision: Precision, device_index: int = 0) -> None:
+    """Refuse (ModelError) a model whose config.json has a shape that is not a positive whole number, or whose
+    weights alone are larger than the memory they would be loaded into (the GPU's, or this machine's RAM),
+    before transformers allocates any of it. A hub model's config is read from the local cache."""
+    from humanlike_tui.engine.models.config_check import check_fits, config_size, machine_ram, read_config_file
+
+    folder = Path(path)
+    if folder.is_dir():
+        config, source = read_config_file(folder), str(folder / "config.json")
+    else:
+        cached = _cached_config_file(path, cfg.model.revision or None)
+        if cached is None:
+            return
+        config, source = read_config_file(cached.parent), f"{path}'s config.json"
+    size = config_size(config, source)
+    if precision.device == "cuda":
+        import torch
+
+        memory, where = torch.cuda.get_device_properties(device_index).total_memory, f"GPU {device_index}'s memory"
+    else:
+        memory, where = machine_ram(), "this machine's memory"
+    full = precision.device == "cpu" and cfg.quant.mode == "none"  # made float32 after loading on a CPU
+    dtype_bytes = 4 if full else {"bf16": 2, "fp16": 2}.get(precision.compute, 4)
+    check_fits(size, source, quant=cfg.quant.mode, dtype_bytes=dtype_bytes, memory_bytes=memory, memory_name=where)
+
+
+def _cached_config_file(repo_id: str, revision: str | None) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - an id the hub library refuses: transformers says why
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def hub_error(name: str, exc: BaseException) -> ModelError:
     return ModelError(
         f"model.name: could not load {name!r} from the Hugging Face Hub ({type(exc).__name__}: "
@@ -117,6 +162,10 @@ def load_tokenizer(cfg: Config, path: str):
         tok = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision or None,
                                             trust_remote_code=remote_code_consent(cfg))
     except (OSError, ValueError) as exc:
+        if Path(path).is_dir():  # a local folder: a file of it is unreadable or damaged, not the internet
+            raise ModelError(f"model.name: cannot read the tokenizer in {path} ({type(exc).__name__}: "
+                             f"{_first_line(exc)}); a file of the folder (tokenizer.json, tokenizer_config.json, "
+                             "...) is unreadable or damaged: check its permissions, or copy the model again") from None
         raise hub_error(path, exc) from None
     if tok.eos_token is None:
         raise ModelError(f"{path}: the tokenizer has no EOS token, so answers could not learn to stop")
@@ -178,6 +227,7 @@ def load_base_model(cfg: Config, precision: Precision, device_index: int = 0, lo
     remote_code_consent(cfg)  # refused before any file of the model is read
     quiet_libraries()
     path = resolve_model_path(cfg, log)
+    check_model_size(cfg, path, precision, device_index)  # before transformers allocates anything
     tokenizer = load_tokenizer(cfg, path)
     kwargs: dict[str, Any] = dict(
         dtype=precision.torch_dtype, attn_implementation=cfg.model.attn_implementation,
@@ -197,6 +247,12 @@ def load_base_model(cfg: Config, precision: Precision, device_index: int = 0, lo
             if Path(path).exists():
                 raise ModelError(f"model.name: cannot load {path}: {exc}") from None
             raise hub_error(path, exc) from None
+        except RuntimeError as exc:
+            if not any(w in str(exc) for w in SHAPE_MISMATCH_WORDS):
+                raise
+            raise ModelError(f"model.name: the weights of {path} do not match its config.json "
+                             f"({_first_line(exc)}); the folder's config.json is damaged or belongs to another "
+                             "model") from None
         except ImportError as exc:
             raise ModelError(f"quant.mode = {cfg.quant.mode!r} needs bitsandbytes working here ({exc}); "
                              "install it (pip install bitsandbytes) or set quant.mode = 'none'") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from humanlike_tui.config import Config, remote_code_consent
 from humanlike_tui.errors import ModelError
+from humanlike_tui.engine.models.config_check import config_size, read_config_file
 
 
 MiB = 2**20
@@ -166,6 +167,8 @@ def hf_config_for(name: str, revision: str = "", trust_remote_code: bool = False
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelError(f"model.name: {path} has no config.json; point it at a saved transformers model")
+        # checked before transformers reads it: a config may describe a model too big even to plan
+        config_size(read_config_file(path), str(path / "config.json"))
         return _hub_config(str(path), "", trust_remote_code, local_only=True), f"{path / 'config.json'}"
     try:
         return _hub_config(name, revision, trust_remote_code, local_only=True), "config.json (Hugging Face cache)"
@@ -187,6 +190,7 @@ def hf_config_for(name: str, revision: str = "", trust_remote_code: bool = False
 @functools.lru_cache(maxsize=16)
 def _cached_shapes(name: str, revision: str, trust: bool) -> ModelShapes:
     hf_config, source = hf_config_for(name, revision, trust)
+    config_size(hf_config.to_dict(), source)  # every layer is a module even on the meta device: bounded first
     return shapes_from_hf_config(hf_config, name, source, trust)
 
 
