@@ -57,6 +57,9 @@ def test_a_crash_mid_write_loses_only_that_pick_and_the_reader_says_so(home):
     assert found.damaged == [(2, "not a whole JSON line")]
     assert "skipped 1 damaged line (line 2: not a whole JSON line)" in found.damaged_note()
     assert P.list_collections()[0].damaged == 1
+    dcfg = C.load_preset("demo").replace(**{"data.source": "picks:my-picks"}).data
+    rows, counts = loading.load_rows(dcfg)  # training counts the cut line as a dropped row
+    assert counts.dropped["damaged picks line"] == 1 and len(rows) == 1  # (of 2 picks, the newest is held out)
 
 
 def _add_many(args) -> None:
