@@ -101,6 +101,10 @@ EXPORT_MERGE_INTO = {
                "chat did",
     "original": "the checkpoint's full-precision weights (differs from what chat showed by the quantization error)",
 }
+# The Chat screen's picker names a base model alone (no adapter) as BASE_PREFIX + model; it offers these
+# (offline: the real small model and the tiny one) besides the bases of the finished runs.
+BASE_PREFIX = "base:"
+CHAT_BASE_MODELS = ("builtin:smollm2-135m", "builtin:tiny-phi")
 GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")  # engine/storage/gguf_export.py
 DEFAULT_GGUF_QUANT = "q8_0"
 

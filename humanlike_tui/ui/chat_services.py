@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from humanlike_tui.protocols import Generator, Log, ServerHandle
+from humanlike_tui.records import BASE_PREFIX
 from humanlike_tui.ui.services import prepare, warm_imports
 
 SCORECARD_ROWS = 50  # the Adapters screen's scorecard: enough rows to compare, a few minutes on a GPU
@@ -21,8 +22,12 @@ class EngineGeneration:
     def open(self, name: str, log: Log) -> Generator:
         warm_imports()  # transformers' lazy imports are not safe from two threads at once
         from humanlike_tui.engine.inference.generator import Generator as EngineGenerator
-        from humanlike_tui.engine.inference.generator import resolve_adapter
+        from humanlike_tui.engine.inference.generator import base_config, resolve_adapter
 
+        if name.startswith(BASE_PREFIX):  # a base model alone (the picker's "base model" entries)
+            model = name.removeprefix(BASE_PREFIX)
+            prepare(base_config(model))
+            return EngineGenerator.open_base(model, log=log)
         prepare(resolve_adapter(name).config)  # and a builtin base is made by one thread only
         return EngineGenerator.open(name, log=log)
 

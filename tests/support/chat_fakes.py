@@ -15,7 +15,7 @@ from humanlike_tui.config import Config, load_preset
 from humanlike_tui.errors import GenerationError, StoreError
 from humanlike_tui.events import AnswerDone, AnswerStarted, AnswerText
 from humanlike_tui.protocols import LossHistory, RunChoice
-from humanlike_tui.records import AdapterInfo, Answer, Exchange, GenSettings
+from humanlike_tui.records import BASE_PREFIX, AdapterInfo, Answer, Exchange, GenSettings
 
 MB = 1024 * 1024
 FIXED_NOW = 1767268800.0  # 2026-01-01 12:00 UTC
@@ -65,6 +65,7 @@ class FakeGenerator:
         self.hold_after, self.fail_side = hold_after, fail_side
         self.calls: list[tuple[str, list[Any], GenSettings]] = []
         self.systems: list[str | None] = []  # the persona of each call
+        self.sides: list[tuple[str, ...]] = []  # the sides each call asked for
         self.closed = False
         self.holding = threading.Event()
         self.let_go = threading.Event()  # set when a hold ends (released or stopped)
@@ -79,6 +80,7 @@ class FakeGenerator:
         stop = stop or threading.Event()
         self.calls.append((prompt, list(history), settings))
         self.systems.append(system)
+        self.sides.append(tuple(sides))
         answers = {}
         for side in sides:
             emit(AnswerStarted(side, 12 + 20 * len(list(history)), len(list(history)), settings.max_new_tokens))
@@ -221,7 +223,8 @@ class FakeGeneration:
         log(f"loading {name}")
         if self.error is not None:
             raise self.error
-        self.library.find(name)
+        if not name.startswith(BASE_PREFIX):  # a base model alone is no run of the library
+            self.library.find(name)
         generator = self.make(name)
         self.opened.append(generator)
         return generator

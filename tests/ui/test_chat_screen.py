@@ -309,3 +309,21 @@ def test_the_scorecard_service_scores_a_real_run(home, monkeypatch):
     assert chat_services.EngineScorecard().last(RUN_NAME)["rows"] == 2  # kept beside the run
     answers = chat_services.EngineScorecard().answers(RUN_NAME)  # what the screen's a key opens
     assert len(answers) == 2 * card["prompts"] and {a["side"] for a in answers} == {"base", "adapter"}
+
+
+async def test_the_picker_offers_base_models_alone():
+    """A new user can try the real model before training: the picker offers the builtin base models and the
+    bases of the finished runs alone (no adapter); one answers in the base pane only."""
+    generation = FakeGeneration()
+    app = chat_app(generation)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.adapters is not None, what="the adapter list")
+        values = [value for _, value in screen.query_one("#adapter-select", Select)._options]
+        assert "base:builtin:smollm2-135m" in values and "base:builtin:tiny-phi" in values
+        assert "base:microsoft/phi-2" in values  # the fake runs' base
+        screen = await open_adapter(pilot, "base:builtin:smollm2-135m")
+        assert screen.base_only and screen.pane("adapter")._title.startswith("No adapter")
+        await ask(pilot, screen, "Hi")
+        assert generation.opened[-1].sides == [("base",)]
+        assert screen.turns[-1].answers["base"].text == full("base")

@@ -29,7 +29,7 @@ from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import Generator, ServerHandle, Services
-from humanlike_tui.records import AdapterInfo, GenSettings, Turn
+from humanlike_tui.records import BASE_PREFIX, CHAT_BASE_MODELS, AdapterInfo, GenSettings, Turn
 from humanlike_tui.ui import chat_picks
 from humanlike_tui.ui.chat_messages import (AdaptersListed, ChatStream, ExchangeEnded, GeneratorLog, GeneratorOpened,
                                             ServerChanged, loaded_text, transcript_path_problem)
@@ -238,7 +238,8 @@ class ChatScreen(Screen):
     def open_adapter(self, name: str) -> None:
         if name in (self.loaded_name, self.opening):
             return
-        if self.adapters is not None and name not in [a.name for a in self.adapters]:
+        if self.adapters is not None and name not in [a.name for a in self.adapters] and \
+                not name.startswith(BASE_PREFIX):
             self.notify(f"{name} has no finished adapter to chat with; see the Adapters screen (F5)",
                         severity="warning")
             return
@@ -295,7 +296,8 @@ class ChatScreen(Screen):
                 for side in SIDES:
                     self.pane(side).add_divider(f"now chatting with {message.name}")
             self.history_start = len(self.turns)
-            self.pane("adapter").set_title(f"Adapter {message.name}")
+            self.pane("adapter").set_title("No adapter: a base model alone answers on the left" if self.base_only
+                                           else f"Adapter {message.name}")
             self.persona = message.generator.config.data.system_prompt.strip()  # as the run was trained
             if self.persona:
                 self._show_persona()
@@ -308,12 +310,24 @@ class ChatScreen(Screen):
 
     def _set_options(self) -> None:
         options = [(f"{a.name} · {a.method} · {a.base_model}", a.name) for a in self.adapters or []]
+        options += [(f"base model alone · {model}", BASE_PREFIX + model) for model in self._base_models()]
         self.query_one("#adapter-select", Select).set_options(options)
         self._sync_select()
 
+    def _base_models(self) -> list[str]:
+        """The base models to talk to without an adapter: the real and the tiny builtin (offline), and the
+        bases of the finished runs, so a new user can try the model before training anything."""
+        models = list(dict.fromkeys([*CHAT_BASE_MODELS, *(a.base_model for a in self.adapters or [])]))
+        return [m for m in models if m]
+
+    @property
+    def base_only(self) -> bool:
+        """The loaded model is a base model alone: it answers in the left pane only."""
+        return (self.loaded_name or "").startswith(BASE_PREFIX)
+
     def _sync_select(self) -> None:
         select = self.query_one("#adapter-select", Select)
-        names = [a.name for a in self.adapters or []]
+        names = [a.name for a in self.adapters or []] + [BASE_PREFIX + m for m in self._base_models()]
         target = self.opening or self.loaded_name
         if target in names:
             select.value = target
@@ -373,7 +387,8 @@ class ChatScreen(Screen):
         box.value = ""
         self.stop_event = threading.Event()  # a fresh one per exchange: a late Stop must not stop the next
         self.busy = True
-        self._ask(self.generator, turn, history, values, self.stop_event, system=self.persona)
+        sides = ("base",) if self.base_only else SIDES  # a base model alone has no adapter side
+        self._ask(self.generator, turn, history, values, self.stop_event, sides=sides, system=self.persona)
         self.refresh_view()
 
     @work(thread=True, group="chat-generate", exit_on_error=False, name="chat-generate")
