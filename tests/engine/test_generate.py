@@ -265,3 +265,16 @@ def test_chat_with_a_base_model_alone(capsys):
     assert "base model builtin:tiny-phi" in capsys.readouterr().out
     assert main(["chat", "--model", "builtin:tiny-phi", "--prompt", "hi", "--only", "adapter"]) == 2
     assert "--adapter RUN" in capsys.readouterr().err
+
+
+def test_serving_a_base_model_alone_answers_as_the_base():
+    """ctrl+g on the Chat screen serves whatever is loaded: a base model alone has no adapter side."""
+    from types import SimpleNamespace
+
+    from humanlike_tui.config import load_preset
+    from humanlike_tui.engine.inference.server import ChatServer
+
+    base_only = SimpleNamespace(name="builtin:tiny-phi", config=load_preset("demo"), has_adapter=False)
+    assert ChatServer(base_only).models == {"builtin:tiny-phi": "base"}
+    with_adapter = SimpleNamespace(name="my-run", config=load_preset("demo"), has_adapter=True)
+    assert ChatServer(with_adapter).models == {"my-run": "adapter"}

@@ -307,7 +307,8 @@ class ChatServer:
                  max_queue: int = 16, log: Callable[[str], None] = lambda message: None,
                  cors: tuple[str, ...] | list[str] = (), request_timeout: float = REQUEST_TIMEOUT):
         self.gen, self.host, self.port, self.log = generator, host, port, log
-        self.models = {generator.name: "adapter"}
+        # A base model alone (Generator.open_base, the Chat screen's "base model alone") answers as the base.
+        self.models = {generator.name: "adapter" if getattr(generator, "has_adapter", True) else "base"}
         if base_too:
             base = generator.config.model.name
             self.models[base if base not in self.models else f"{base}@base"] = "base"
