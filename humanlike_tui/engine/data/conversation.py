@@ -236,12 +236,13 @@ def _render_chat(turns: Sequence[Turn], tokenizer, generation_prompt: bool) -> R
             continue
         # The turn starts where the template's answer prompt ends, when the conversation so far renders as
         # a prefix of the whole; else (a template that re-renders history) where its words are found.
-        head = tokenizer.apply_chat_template(msgs[:i], tokenize=False, add_generation_prompt=True)
+        head = _head(tokenizer, msgs[:i])
         words = content.strip()
-        at = text.find(words, max(done, len(head) if text.startswith(head) else done))
+        prefix = bool(head) and text.startswith(head)
+        at = text.find(words, max(done, len(head)) if prefix else done)
         if at < 0:
             raise DataError("the chat template changed an answer's text, so its tokens cannot be found")
-        start = len(head) if text.startswith(head) and done <= len(head) <= at else at
+        start = len(head) if prefix and done <= len(head) <= at else at
         end = at + len(words)
         rest = text[end:].lstrip(" ")
         if end_marker and not words.endswith(end_marker) and rest.startswith(end_marker):
@@ -249,6 +250,14 @@ def _render_chat(turns: Sequence[Turn], tokenizer, generation_prompt: bool) -> R
         spans.append((start, end))
         done = end
     return Rendered(text, tuple(spans), tuple(turns))
+
+
+def _head(tokenizer, msgs: list[dict[str, str]]) -> str:
+    """The conversation so far with the answer prompt; '' where the template refuses a partial one."""
+    try:
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - the answer's start is then found by its words
+        return ""
 
 
 # ---- tokens -----------------------------------------------------------------------------------------------
