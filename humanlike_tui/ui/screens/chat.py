@@ -24,7 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from humanlike_tui import events
-from humanlike_tui.config import DEFAULT_PICKS, MAX_SEED
+from humanlike_tui.config import DEFAULT_PICKS, MAX_SEED, picks_name_problem
 from humanlike_tui.errors import RemoteCodeRefused
 from humanlike_tui.events import SIDES
 from humanlike_tui.formatting import error_text
@@ -643,7 +643,19 @@ class ChatScreen(Screen):
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         """'Open adapter X' for each finished adapter (ctrl+p)."""
         return [(f"open adapter {a.name}", f"Chat with {a.name} ({a.method} on {a.base_model})",
-                 partial(self.open_adapter, a.name)) for a in self.adapters or [] if a.name != self.loaded_name]
+                 partial(self.open_adapter, a.name)) for a in self.adapters or [] if a.name != self.loaded_name] + [
+            ("picks collection…", f"Save picks to another collection (now: {self.picks_collection})",
+             self.ask_picks_collection)]
+
+    def ask_picks_collection(self) -> None:
+        self.app.push_screen(TextPromptDialog("Picks collection", "Save the next picks to this collection "
+                                              "(a new name starts a new one):", self.picks_collection, ok="Use",
+                                              check=picks_name_problem), self.set_picks_collection)
+
+    def set_picks_collection(self, name: str | None) -> None:
+        if name:
+            self.picks_collection = name
+            self.notify(f"Picks now go to {name} (train on them: data.source = picks:{name})", timeout=6)
 
     def action_toggle_settings(self) -> None:
         """Show the generation settings where they are hidden (narrow terminals), hide them elsewhere."""
