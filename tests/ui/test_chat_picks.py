@@ -228,3 +228,24 @@ async def test_no_pick_keys_when_one_side_was_never_asked():
         screen.turns[-1].answers["adapter"] = SideAnswer()  # as when a base model alone answers
         assert {screen.check_action(a, ()) for a in ("prefer_left", "prefer_right", "again_left", "again_right",
                                                      "edit_answer")} == {False}
+
+
+async def test_picks_go_to_the_collection_chosen_in_the_palette():
+    from humanlike_tui.ui.screens.chat_dialogs import TextPromptDialog
+
+    app = picks_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        command = next(c for c in screen.palette_commands() if c[0] == "picks collection…")
+        command[2]()
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptDialog) and app.screen.query("#answer"),
+                         what="the name dialog")
+        app.screen.query_one("#answer").value = "bad name"
+        await pilot.press("enter")
+        assert isinstance(app.screen, TextPromptDialog)  # refused with the rule
+        app.screen.query_one("#answer").value = "evening-chats"
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: P.collection_path("evening-chats").exists(), what="the pick")
+        assert P.read_picks("evening-chats").rows[0]["chosen_by"] == "base" and saved() == []
