@@ -5,6 +5,7 @@ accuracy on the held-out newest fifth (the scorecard against a collection)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,12 @@ def test_thirty_question_picks_raise_the_preference_accuracy_on_the_held_out_pic
                  "--set", "train.batch_size=8", "--set", "train.grad_accum=1", "--set", "train.dpo_beta=0.5"])
     assert code == 0, capsys.readouterr().err
     assert S.get_run("asks-back").meta().get("data", {}).get("rows_kept") == 24  # never the held-out six
-    after = scorecard("asks-back", data="picks:my-picks", max_new_tokens=2)
-    acc_before, acc_after = before.adapter["preference_accuracy"], after.adapter["preference_accuracy"]
+    capsys.readouterr()
+    assert main(["eval", "--adapter", "asks-back", "--data", "picks:my-picks", "--max-new-tokens", "2", "--json",
+                 "--quiet"]) == 0  # the command line's way to the same scorecard
+    after = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert after["rows"] == 6
+    acc_before, acc_after = before.adapter["preference_accuracy"], after["adapter"]["preference_accuracy"]
     print(f"preference accuracy on the 6 held-out picks: {acc_before:.3f} -> {acc_after:.3f}")
     assert acc_after > acc_before
     assert acc_after >= 5 / 6
