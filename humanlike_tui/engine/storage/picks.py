@@ -25,10 +25,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from humanlike_tui import paths
-from humanlike_tui.config import DEFAULT_PICKS, picks_name_problem
+from humanlike_tui.config import picks_name_problem
 from humanlike_tui.errors import InputError, StoreError
 
 SUFFIX = ".jsonl"
@@ -121,16 +121,19 @@ def append_pick(name: str, row: dict[str, Any]) -> Path:
         raise StoreError(f"cannot save the pick to {path} ({exc.strerror or exc}); check that the folder is "
                          "writable and the disk is not full") from None
     try:
-        _lock(fd)
-        if not _ends_with_newline(path):
-            line = b"\n" + line  # the last line was cut by a crash: keep it apart, the reader skips it
-        _write_all(fd, line)
-        os.fsync(fd)
+        unlock = _lock(fd)
+        try:
+            if not _ends_with_newline(path):
+                line = b"\n" + line  # the last line was cut by a crash: keep it apart, the reader skips it
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            unlock()
     except OSError as exc:
         raise StoreError(f"cannot save the pick to {path} ({exc.strerror or exc}); check that the disk is "
                          "not full") from None
     finally:
-        os.close(fd)  # closing drops the lock
+        os.close(fd)
     return path
 
 
@@ -151,20 +154,25 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def _lock(fd: int) -> None:
-    """Wait for the exclusive OS lock on the collection (flock; a locked byte on Windows)."""
+def _lock(fd: int) -> Callable[[], None]:
+    """Wait for the exclusive OS lock on the collection (flock; byte 0 locked on Windows); returns the unlock."""
     try:
         import fcntl
-    except ImportError:  # Windows
+    except ImportError:  # Windows: a byte lock, taken and given back at offset 0 (appends move the offset)
         import msvcrt
+
+        def at_start(mode: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, mode, 1)
 
         while True:
             try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for ~10 s itself
-                return
+                at_start(msvcrt.LK_LOCK)  # retries for ~10 s itself
+                return lambda: at_start(msvcrt.LK_UNLCK)
             except OSError:
                 continue
     fcntl.flock(fd, fcntl.LOCK_EX)
+    return lambda: fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -292,8 +300,3 @@ def export_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
     return [{"prompt": conversation(r), "chosen": [{"role": "assistant", "content": r["chosen"]}],
              "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
-
-
-__all__ = ["DEFAULT_PICKS", "append_pick", "read_picks", "list_collections", "delete_collection", "pick_row",
-           "split_by_time", "export_rows", "collection_path", "check_collection", "picks_dir", "PicksFile",
-           "CollectionInfo", "held_out_count", "conversation", "is_multi_turn"]
