@@ -400,7 +400,7 @@ def test_the_silent_steps_report_progress(tmp_path, monkeypatch):
 
     from transformers import PreTrainedModel
 
-    from humanlike_tui.engine.models.loading import stage_logger
+    from humanlike_tui.engine.models.gguf_import import stage_logger
 
     src = tmp_path / "tiny.gguf"
     write_tiny_gguf(src)

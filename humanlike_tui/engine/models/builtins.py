@@ -120,7 +120,7 @@ def ensure_builtin(name: str, log=lambda msg: None) -> Path:
     (this function built a 5.6 GB random phi-2 under its name when a caller passed it)."""
     if name == "builtin:smollm2-135m":
         from humanlike_tui.engine.models.gguf_import import ensure_smollm2
-        from humanlike_tui.engine.models.loading import stage_logger
+        from humanlike_tui.engine.models.gguf_import import stage_logger
 
         return ensure_smollm2(progress=stage_logger(name, log))
     if name not in ("builtin:tiny-phi", "builtin:phi-2-random"):

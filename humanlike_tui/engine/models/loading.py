@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from humanlike_tui.config import Config, remote_code_consent
 from humanlike_tui.errors import ModelError
 from humanlike_tui.engine.models.builtins import ensure_builtin, quiet_libraries
@@ -15,11 +15,7 @@ from humanlike_tui.engine.models.precision import Precision
 def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:
     """A local folder, a builtin (made on first use), or the hub id unchanged."""
     name = cfg.model.name.strip()
-    if name == "builtin:smollm2-135m":
-        from humanlike_tui.engine.models.gguf_import import ensure_smollm2
-
-        return str(ensure_smollm2(progress=stage_logger(name, log)))
-    if name.startswith("builtin:"):
+    if name.startswith("builtin:"):  # builtin:smollm2-135m is fetched and converted, the others are made
         return str(ensure_builtin(name, log))
     path = Path(name).expanduser()
     if path.exists():
@@ -68,25 +64,6 @@ def _eta(seconds: float) -> str:
     from humanlike_tui.formatting import duration
 
     return duration(seconds)
-
-
-def stage_logger(name: str, log) -> Callable[[str, int, int], None]:
-    """Progress of a long first-use step (download, extract, convert) as log lines, one per ~10%."""
-    seen: dict[str, int] = {}
-    words = {"download": "downloading", "extract": "unpacking", "convert": "converting tensors", "save": "saving",
-             "assemble": "assembling the model", "wait": "waiting for another process making it"}
-
-    def report(stage: str, done: int, total: int) -> None:
-        tenth = int(10 * done / total) if total else (done if stage == "assemble" else 0)  # assemble: seconds
-        if seen.get(stage) == tenth:
-            return
-        seen[stage] = tenth
-        in_mb = stage in ("download", "extract") or (stage == "save" and total > 1)  # save: 0/1, bytes, 1/1
-        size = f" {done / 2**20:.0f}/{total / 2**20:.0f} MB" if in_mb and total else ""
-        count = f" {done}/{total}" if stage == "convert" and total else ""
-        took = f", {done} s" if stage == "assemble" and done else ""
-        log(f"{name} (first use only): {words.get(stage, stage)}{size}{count}{took}")
-    return report
 
 
 def refuse_pickle_only(path: Path) -> None:
