@@ -233,7 +233,7 @@ def run_preference_bench(model: str, steps: int, sides: tuple[str, ...], data: s
         for side in sides:
             cfg = preference_config(preset, model, data_file, steps, "dpo" if side == TRL_DPO else side)
             results[side] = run_side(side, cfg, warmup, threads, tmp_dir)
-            log(f"{side}: {results[side]['tokens_per_s']:.1f} tokens/s, {results[side]['s_per_step']:.2f} s/step")
+            log(f"{side}: " + json.dumps(results[side]))  # each side's figures as soon as it ends
     return {"device": device_name(), "threads": threads or None, "model": model, "preset": preset, "data": source,
             "steps": steps, "warmup_steps": warmup, "pairs_per_step": per_step, "sides": results,
             "ratios": ratios(results), "load_average": {"start": start_load, "end": load_average()},
