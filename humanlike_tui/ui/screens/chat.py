@@ -55,8 +55,8 @@ PICK_ACTIONS = ("prefer_left", "prefer_right", "again_left", "again_right", "edi
 
 class ChatScreen(Screen):
     SUB_TITLE = "Chat"
-    FOOTER_KEYS = ("choose_adapter", "stop_generation", "prefer_left", "prefer_right", "edit_answer", "toggle_settings",
-                   NAVIGATION, "again_left", "again_right", "new_conversation", "toggle_server")
+    FOOTER_KEYS = ("choose_adapter", "stop_generation", "prefer_left", "prefer_right", "toggle_settings", NAVIGATION,
+                   "edit_answer", "again_left", "again_right", "new_conversation", "toggle_server")
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         Binding("escape", "stop_generation", "Stop", tooltip="Stop the answer being written"),
