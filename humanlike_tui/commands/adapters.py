@@ -24,7 +24,7 @@ import json
 import sys
 
 from humanlike_tui.cli import add_trust_argument, consent_to_remote_code
-from humanlike_tui.errors import InputError
+from humanlike_tui.errors import ConfigError, InputError
 from humanlike_tui.formatting import date_text, size_text
 from humanlike_tui.records import DEFAULT_GGUF_QUANT, EXPORT_FORMATS, EXPORT_MERGE_INTO, GGUF_QUANTS
 
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   for k, v in EXPORT_MERGE_INTO.items()))
     p.add_argument("--format", dest="fmt", default="safetensors", choices=tuple(EXPORT_FORMATS),
                    help="; ".join(f"{k}: {v}" for k, v in EXPORT_FORMATS.items()))
-    p.add_argument("--quant", default=DEFAULT_GGUF_QUANT, choices=GGUF_QUANTS,
+    p.add_argument("--quant", default=None, choices=GGUF_QUANTS,  # None: not given (refused without gguf)
                    help=f"GGUF weight type (with --format gguf; default {DEFAULT_GGUF_QUANT})")
 
 
@@ -148,11 +148,14 @@ def do_export(args: argparse.Namespace) -> int:
 
     from humanlike_tui.engine.storage import runs as store
 
+    if args.quant is not None and args.fmt != "gguf":  # else silently ignored: a float32 folder the user did not ask for
+        raise ConfigError(f"--quant {args.quant}: only a GGUF export is quantized; add --format gguf, or leave "
+                          "--quant out (a safetensors export takes --dtype)")
     consent_to_remote_code(args, store.get_run(args.name).config())  # both formats load the base
     if args.fmt == "gguf":
         from humanlike_tui.engine.storage import gguf_export
 
-        path = gguf_export.export_gguf(args.name, args.dir, quant=args.quant, merge_into=args.merge_into,
+        path = gguf_export.export_gguf(args.name, args.dir, quant=args.quant or DEFAULT_GGUF_QUANT, merge_into=args.merge_into,
                                        overwrite=args.force, log=log)
         print(f"exported {args.name} (merged into the {args.merge_into} base) to {path}")
         print(f"Ollama: cd {path.parent} && ollama create {args.name} -f Modelfile && ollama run {args.name}")

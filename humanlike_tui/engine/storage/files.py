@@ -52,17 +52,19 @@ def atomic_dir(target: Path, manifest: bool = False) -> Iterator[Path]:
     manifest: the COMPLETE marker also records every file's size and sha256 (checkpoints, adapters),
     so a later reader can tell a damaged folder from a good one (verify_manifest)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    # the pid in the name: a leftover of a killed process can be told from a write in progress
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: other programs could not read it
         yield tmp
+        follow_umask(tmp)
         for f in tmp.iterdir():
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         marker: dict[str, Any] = {"written": time.time()}
         if manifest:
-            marker["files"] = {name: _file_record(tmp / name) for name in _relative_files(tmp)}
+            marker["files"] = {name: file_record(tmp / name) for name in _relative_files(tmp)}
         (tmp / COMPLETE).write_text(json.dumps(marker, indent=1, sort_keys=True))
         fsync_dir(tmp)
         if os.environ.get(TEST_WRITE_DELAY_ENV):
@@ -80,6 +82,17 @@ def atomic_dir(target: Path, manifest: bool = False) -> Iterator[Path]:
         raise
 
 
+def follow_umask(folder: Path) -> None:
+    """Give every file under `folder` the mode a normal write would (0666 less the umask). Some writers make
+    0600 files whatever the umask (safetensors' save_file for adapter and model weights), so another user or
+    program could not read an export or an adapter that the rest of the folder shares."""
+    mode = 0o666 & ~current_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                os.chmod(path, mode)
+
+
 def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE).is_file()
 
@@ -88,7 +101,7 @@ def _relative_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE)
 
 
-def _file_record(path: Path) -> dict[str, Any]:
+def file_record(path: Path) -> dict[str, Any]:
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -113,7 +126,7 @@ def verify_manifest(folder: Path) -> str | None:
         return None
     for name, want in sorted(files.items()):
         try:
-            got = _file_record(folder / name)
+            got = file_record(folder / name)
         except OSError as exc:
             return f"{name} is unreadable ({exc.strerror or type(exc).__name__})"
         if not isinstance(want, dict) or got["size"] != want.get("size"):

@@ -471,6 +471,10 @@ def modelfile(gguf_name: str, pieces: TemplatePieces, stops: list[str], settings
     return "\n".join(lines) + "\n"
 
 
+# Bytes per weight of each GGUF type, at least (blocks add a scale): the free-space check before the model loads.
+QUANT_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "q8_0": 1, "q5_1": 0.625, "q5_0": 0.625, "q4_1": 0.5, "q4_0": 0.5}
+
+
 def gguf_file_name(run_id: str, quant: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', run_id)}-{quant}.gguf"
 
@@ -481,7 +485,9 @@ def export_gguf(run: S.Run | str, out_dir: str | Path, *, quant: str = DEFAULT_Q
     folder `out_dir`, with an Ollama Modelfile beside it. Returns the .gguf path. The folder appears
     complete or not at all."""
     from humanlike_tui.engine import data as D
-    from humanlike_tui.engine.storage.export import EXPORT_MARKER, check_export_target
+    from humanlike_tui.engine import models as M
+    from humanlike_tui.engine.storage.export import (EXPORT_MARKER, check_export_target, check_room, export_size,
+                                                     write_failure)
     from humanlike_tui.engine.storage.merge import MERGE_INTO, merged_model
     from humanlike_tui.records import GenSettings
 
@@ -496,19 +502,24 @@ def export_gguf(run: S.Run | str, out_dir: str | Path, *, quant: str = DEFAULT_Q
     out = Path(out_dir).expanduser().resolve()
     check_export_target(out, overwrite)
     cfg = run.config()
+    need = export_size(M.resolve_model_path(cfg, log), QUANT_BYTES.get(quant, 0.5))
+    check_room(out, need, f"the GGUF file ({quant})")  # before the model loads
     model, tok = merged_model(cfg, run.adapter_dir, merge_into, log)
     template = D.resolve_template(cfg.data.template, tok)
     pieces = template_pieces(template, tok)
     stops = stop_strings(template, tok)
     name = gguf_file_name(run.run_id, quant)
-    with files.atomic_dir(out) as tmp:
-        summary = write_gguf(model, tok, tmp / name, quant=quant, template=template, name=run.run_id,
-                             extra={"humanlike.base_model": cfg.model.name, "humanlike.merge_into": merge_into,
-                                    "humanlike.stop": json.dumps(stops, ensure_ascii=False)}, log=log,
-                             system=cfg.data.system_prompt)
-        (tmp / "Modelfile").write_text(modelfile(name, pieces, stops, GenSettings.from_config(cfg),
-                                                 cfg.data.system_prompt), encoding="utf-8")
-        S.write_json(tmp / EXPORT_MARKER, {
-            "run": run.run_id, "base_model": cfg.model.name, "format": "gguf", "file": name, "quant": quant,
-            "merge_into": merge_into, "template": template, "stop": stops, "exported": time.time(), **summary})
+    try:
+        with files.atomic_dir(out, manifest=True) as tmp:
+            summary = write_gguf(model, tok, tmp / name, quant=quant, template=template, name=run.run_id,
+                                 extra={"humanlike.base_model": cfg.model.name, "humanlike.merge_into": merge_into,
+                                        "humanlike.stop": json.dumps(stops, ensure_ascii=False)}, log=log,
+                                 system=cfg.data.system_prompt)
+            (tmp / "Modelfile").write_text(modelfile(name, pieces, stops, GenSettings.from_config(cfg),
+                                                     cfg.data.system_prompt), encoding="utf-8")
+            S.write_json(tmp / EXPORT_MARKER, {
+                "run": run.run_id, "base_model": cfg.model.name, "format": "gguf", "file": name, "quant": quant,
+                "merge_into": merge_into, "template": template, "stop": stops, "exported": time.time(), **summary})
+    except OSError as exc:
+        raise write_failure(out, exc) from None
     return out / name
