@@ -90,3 +90,29 @@ def test_a_local_folder_with_a_non_utf8_file_is_not_called_a_hub_failure(home, t
     assert code == 2, err
     assert str(folder) in err and "Hugging Face Hub" not in err and "internet" not in err, err
     assert no_runs(home)
+
+
+PICKLE_MARKER = "PICKLE_RAN"
+
+
+class _Marker:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {PICKLE_MARKER}",))
+
+
+@pytest.mark.parametrize("target", ["pytorch_model.bin", "../outside.safetensors", "missing.safetensors"])
+def test_a_safetensors_index_naming_other_files_is_refused(home, tmp_path, capsys, monkeypatch, target):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    folder = model_folder(tmp_path)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Marker()}))
+    weight_map = {"model.embed_tokens.weight": target, "lm_head.weight": "model-00001-of-00001.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    code, err = train(folder, capsys)
+    assert code == 2, err
+    assert target in err and "nothing was loaded" in err or "not in" in err, err
+    assert not (tmp_path / PICKLE_MARKER).exists() and no_runs(home)

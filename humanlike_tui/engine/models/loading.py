@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +32,9 @@ def resolve_model_path(cfg: Config, log=lambda msg: None) -> str:
     fail_fast_if_unreachable(name, "model", lambda why: hub_error(name, OSError(why)))
     if not offline_mode():
         fetch_with_progress(name, cfg.model.revision or None, log)
+    cached = _cached_config_file(name, cfg.model.revision or None)
+    if cached is not None:  # the hub's files, as fetched: the same rule as a local folder's
+        refuse_index_to_other_files(cached.parent)
     return name
 
 
@@ -68,6 +72,7 @@ def _eta(seconds: float) -> str:
 
 def refuse_pickle_only(path: Path) -> None:
     """Weights load only from safetensors: a pickle can run code when loaded."""
+    refuse_index_to_other_files(path)
     if any(path.glob("*.safetensors")):
         return
     pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
@@ -76,6 +81,28 @@ def refuse_pickle_only(path: Path) -> None:
                          "loaded, so they are refused. Convert them to safetensors (model.save_pretrained("
                          "dir, safe_serialization=True) in a trusted Python) and point model.name there.")
     raise ModelError(f"{path}: no *.safetensors weights found")
+
+
+def refuse_index_to_other_files(path: Path) -> None:
+    """A sharded model's *.safetensors.index.json names the files transformers then loads, whatever their
+    kind: one that points at pytorch_model.bin (or outside the folder) would reach torch.load. Every file an
+    index names must be a .safetensors file in the folder itself."""
+    for index in sorted(path.glob("*.index.json")):
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}
+            names = sorted({str(v) for v in weight_map.values()})
+        except (OSError, ValueError, AttributeError, RecursionError):
+            raise ModelError(f"model.name: {index} is unreadable or not a weights index; remove it or copy the model "
+                             "again") from None
+        bad = [n for n in names if not n.endswith(".safetensors") or Path(n).name != n or n.startswith(".")]
+        if bad:
+            raise ModelError(f"model.name: {index} names {', '.join(bad[:3])}: weights load only from .safetensors "
+                             "files in the model's own folder (a pickle can run code when loaded), so nothing was "
+                             "loaded. Convert the weights to safetensors and fix the index")
+        missing = [n for n in names if not (path / n).is_file()]
+        if missing:
+            raise ModelError(f"model.name: {index} names {', '.join(missing[:3])}, which is not in {path}; copy "
+                             "the model again")
 
 
 # What transformers and torch say when a checkpoint's tensors do not have the shapes config.json gives.
