@@ -4,8 +4,8 @@
 
 Shows the bytes, the rate and the time left; Ctrl+C cancels and keeps what was fetched, and the next
 `download` (or the training run) resumes it. Only safetensors weights, configs and tokenizer files are
-fetched. Exit codes: 0 done, 130 cancelled, 1 the hub refused (a wrong name, a gated model without
-`hf auth login`, no internet).
+fetched. Exit codes: 0 done, 130 cancelled, 2 not a model id, no such model, a gated model without
+`hf auth login`, no internet (each named as `train` names it), 1 another failure.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from humanlike_tui.commands.output import console
-    from humanlike_tui.engine.models.download import DownloadCancelled, download_model
+    from humanlike_tui.engine.models.download import DownloadCancelled, check_repo_id, download_model
     from humanlike_tui.formatting import size_text
 
+    check_repo_id(args.name)  # before the progress bar: an odd id is a message, not an empty bar and then one
     out = console(stderr=True)
     stop = threading.Event()
     bar = Progress(TextColumn(f"[bold]{args.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -49,6 +49,7 @@ def download_model(name: str, revision: str | None = None, *,
 
     from humanlike_tui.engine.hub import is_connection_failure, no_connection_text
 
+    check_repo_id(name)
     meter = _Meter(progress, stop or threading.Event(), clock)
     try:
         folder = snapshot_download(name, revision=revision or None, ignore_patterns=IGNORE_PATTERNS,
@@ -58,9 +59,48 @@ def download_model(name: str, revision: str | None = None, *,
     except Exception as exc:
         if is_connection_failure(exc):  # not "unexpected error: LocalEntryNotFoundError: ..."
             raise ModelError(no_connection_text(name)) from None
-        raise
+        refused = hub_refusal(name, revision, exc)
+        if refused is None:
+            raise
+        raise refused from None
     meter.finish()
     return Path(folder)
+
+
+EXAMPLE_ID = "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def check_repo_id(name: str) -> None:
+    """ModelError for a name that cannot be a hub model id ('../../etc', 300 characters, spaces, empty),
+    before anything asks the hub: the hub library's own ValueError would read as a bug of ours."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
+        raise ModelError(f"{shown} is not a Hugging Face Hub model id: an id is OWNER/NAME or NAME, made of letters, "
+                         f"digits, '-', '_' and '.' (at most 96 characters, no spaces, no '..'), e.g. {EXAMPLE_ID}; "
+                         "copy it from the model's page on huggingface.co") from None
+
+
+def hub_refusal(name: str, revision: str | None, exc: BaseException) -> ModelError | None:
+    """The hub's answer in words, as `train` gives it: no such model, gated, no such revision. None for
+    an error that is not the hub's refusal (left to the caller)."""
+    kind = type(exc).__name__
+    if kind == "GatedRepoError":
+        return ModelError(f"{name!r} is gated on the Hugging Face Hub: accept its licence on its page, then log in "
+                          "here (hf auth login) and download again")
+    if kind == "RevisionNotFoundError":
+        return ModelError(f"{name!r} has no revision {revision!r} on the Hugging Face Hub; leave out --revision for "
+                          "its main branch, or copy a branch, tag or commit from its page")
+    if kind == "RepositoryNotFoundError":
+        return ModelError(f"no model {name!r} on the Hugging Face Hub (or it is private: log in with hf auth login); "
+                          f"check the id on huggingface.co, e.g. {EXAMPLE_ID}")
+    if kind in ("HfHubHTTPError", "EntryNotFoundError", "HFValidationError"):
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else kind
+        return ModelError(f"the Hugging Face Hub refused {name!r} ({first}); check the id and your login")
+    return None
 
 
 class _Meter:
