@@ -379,13 +379,19 @@ def test_ensure_builds_once_breaks_a_dead_lock_and_cleans_up(tmp_path, monkeypat
 
 
 def test_a_live_lock_is_waited_for(tmp_path, monkeypatch):
+    import socket
+
+    from humanlike_tui.engine.storage.locks import process_started
+
     lock = tmp_path / ".x.lock"
-    lock.write_text(str(os.getppid()))  # a live process that is not us
+    holder = json.dumps({"pid": os.getppid(), "host": socket.gethostname(),  # a live process that is not us
+                         "started": process_started(os.getppid())})
+    lock.write_text(holder)
     stages = []
     with pytest.raises(ModelError, match="another process"):
         with G._build_lock(lock, lambda s, d, t: stages.append(s), timeout_s=0.6):
             pass
-    assert stages == ["wait"] and lock.read_text() == str(os.getppid())
+    assert stages == ["wait"] and lock.read_text() == holder
 
 
 def test_default_cache_root_follows_home(home):

@@ -116,3 +116,34 @@ def test_a_safetensors_index_naming_other_files_is_refused(home, tmp_path, capsy
     assert code == 2, err
     assert target in err and "nothing was loaded" in err or "not in" in err, err
     assert not (tmp_path / PICKLE_MARKER).exists() and no_runs(home)
+
+
+def _other_host() -> str:
+    import socket
+
+    return socket.gethostname() + "-elsewhere"
+
+
+@pytest.mark.parametrize("content", [
+    "1",  # an older version's lock naming pid 1 (written by hand, or a reused pid)
+    json.dumps({"pid": 1, "host": "HOST", "started": 12345.0}),  # pid 1 did not start then
+    json.dumps({"pid": 1, "host": "HOST"}),  # no start time: pid 1 is no builder
+    json.dumps({"pid": "PPID", "host": "OTHER", "started": "PPID_STARTED"}),  # another machine's
+], ids=["legacy-pid-1", "wrong-start", "no-start", "other-host"])
+def test_the_real_models_build_lock_checks_its_holder_like_run_lock(tmp_path, content):
+    import os
+    import socket
+    import time
+
+    from humanlike_tui.engine.models import gguf_import as G
+    from humanlike_tui.engine.storage.locks import process_started
+
+    ppid = os.getppid()
+    content = (content.replace('"HOST"', json.dumps(socket.gethostname())).replace('"OTHER"', json.dumps(_other_host()))
+               .replace('"PPID_STARTED"', str(process_started(ppid))).replace('"PPID"', str(ppid)))
+    lock = tmp_path / ".smollm2.lock"
+    lock.write_text(content)
+    t0 = time.monotonic()
+    with G._build_lock(lock, lambda *a: None, timeout_s=30):  # broken at once, never waited on
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert time.monotonic() - t0 < 5 and not lock.exists()

