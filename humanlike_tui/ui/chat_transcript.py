@@ -70,12 +70,20 @@ def _answer_heading(side: str, turn: ChatTurn, answer: SideAnswer) -> str:
     return f"**{title}**" + (f" · {' · '.join(notes)}" if notes else "")
 
 
-def transcript_markdown(turns: list[ChatTurn], saved_at: float, environ: dict[str, str] | None = None) -> str:
+def transcript_markdown(turns: list[ChatTurn], saved_at: float, environ: dict[str, str] | None = None,
+                        personas: list[str] | None = None) -> str:
+    """The conversation as Markdown; `personas` (one per turn: the system prompt it was asked with) is
+    written where it starts and wherever it changes."""
     out = ["# humanlike-tui chat transcript", "", f"- saved: {date_text(saved_at, with_time=True)}"]
     models = sorted({t.base_model for t in turns})
     if models:
         out.append(f"- base model: {', '.join(models)}")
+    shown = ""
     for i, turn in enumerate(turns, 1):
+        persona = personas[i - 1] if personas and i - 1 < len(personas) else ""
+        if persona != shown:
+            out += ["", f"*persona: {persona}*" if persona else "*no persona*"]
+            shown = persona
         settings = ", ".join(f"{k} {v}" for k, v in turn.settings.items())
         out += ["", f"## {i}. You", "", turn.prompt.strip(), "", f"<sub>adapter {turn.adapter} · {settings}</sub>"]
         for side in ("base", "adapter"):
@@ -90,11 +98,12 @@ def default_transcript_path(folder: Path, saved_at: float) -> Path:
     return folder / f"chat-{file_stamp(saved_at)}.md"
 
 
-def write_transcript(path: str, turns: list[ChatTurn], saved_at: float) -> tuple[Path, str]:
+def write_transcript(path: str, turns: list[ChatTurn], saved_at: float,
+                     personas: list[str] | None = None) -> tuple[Path, str]:
     """Write the transcript to `path` whole or not at all: (the file, "") or (the file, why it could not)."""
     target = Path(path).expanduser()
     try:
-        atomic_write_text(target, transcript_markdown(turns, saved_at))
+        atomic_write_text(target, transcript_markdown(turns, saved_at, personas=personas))
     except OSError as exc:
         return target, f"cannot write {target}: {exc.strerror or exc}"
     return target, ""

@@ -1,6 +1,6 @@
 """The persona on the Chat screen (issue 22.4): the run's data.system_prompt is used and shown in the
-transcript when the adapter opens, F8 edits it (the change shown where it starts to apply), and every
-answer is asked with it."""
+transcript when the adapter opens, F8 edits it (the change shown where it starts to apply), every answer
+is asked with it, and the saved transcript says which persona each turn had."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def transcript(screen, side: str) -> str:
     return "\n".join(str(w.render()) for w in screen.pane(side).column.children)
 
 
-async def test_the_runs_persona_is_used_shown_and_editable():
+async def test_the_runs_persona_is_used_shown_and_editable(tmp_path):
     generator = FakeGenerator("warm-sft-v2", load_preset("demo").replace(**{"data.system_prompt": PERSONA}))
     app = chat_app(one(generator))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -39,3 +39,8 @@ async def test_the_runs_persona_is_used_shown_and_editable():
         assert "persona: You are Robin, cheeky." in transcript(screen, "adapter")
         await ask(pilot, screen, "and now?")
         assert generator.systems == [PERSONA, "You are Robin, cheeky."]
+
+        screen.save_transcript(str(tmp_path / "t.md"))
+        text = (tmp_path / "t.md").read_text(encoding="utf-8")
+        assert text.index(f"*persona: {PERSONA}*") < text.index("## 1. You") < \
+            text.index("*persona: You are Robin, cheeky.*") < text.index("## 2. You")

@@ -116,6 +116,7 @@ class ChatScreen(Screen):
         self._picked: set[tuple[str, str, str]] = set()  # picks saved for the last prompt (no duplicates)
         self._pick_system = ""
         self.persona = ""  # the system prompt both sides get: the loaded run's data.system_prompt, editable (F8)
+        self._personas: dict[int, str] = {}  # id(turn) -> the persona it was asked with
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -380,6 +381,7 @@ class ChatScreen(Screen):
         history = [t.history_tuple() for t in self.turns[self.history_start:] if not t.error]
         turn = ChatTurn(prompt, self.loaded_name or "", self.generator.config.model.name, values)
         self.turns.append(turn)
+        self._personas[id(turn)] = self.persona  # the transcript says which persona each turn had
         self._seeds, self._picked = {side: int(values.get("seed", 0)) for side in SIDES}, set()
         self._pick_system = self.persona  # the system prompt this exchange was answered under (saved with a pick)
         for side in SIDES:
@@ -680,7 +682,8 @@ class ChatScreen(Screen):
     def save_transcript(self, path: str | None) -> None:
         if not path:
             return
-        target, problem = write_transcript(path, self.turns, self.services.wall_clock())
+        target, problem = write_transcript(path, self.turns, self.services.wall_clock(),
+                                           [self._personas.get(id(t), "") for t in self.turns])
         if problem:
             self.notify(problem, title="transcript not saved", severity="error", timeout=10)
         else:
