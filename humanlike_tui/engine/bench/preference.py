@@ -155,12 +155,18 @@ def trl_dpo_side(cfg: Config, warmup: int, out_dir: Path, log: Callable[[str], N
     step_tokens = [sum(seen[i * t.grad_accum:(i + 1) * t.grad_accum]) for i in range(len(clock.wall))]
     settings = {"lora_r": cfg.lora.r, "targets": list(cfg.lora.target_modules), "lr": t.learning_rate,
                 "grad_ckpt": bool(args.gradient_checkpointing), "reference": "every step (adapter disabled)",
-                "trl": library_versions().get("trl")}
+                "trl": trl_version()}
     out = side_result(TRL_DPO, list(zip(clock.wall, step_tokens)), list(zip(clock.cpu, step_tokens)), warmup,
                       per_step, mem, settings)
     del trainer, model
     free_memory()
     return out
+
+
+def trl_version() -> str:
+    import trl
+
+    return trl.__version__
 
 
 def _child(side: str, cfg_dict: dict[str, Any], warmup: int, threads: int, out_dir: str, queue) -> None:
