@@ -114,6 +114,19 @@ def never_fail_on_output(streams=None) -> None:
             stream.reconfigure(errors="replace")
 
 
+def _during_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a KeyboardInterrupt (Ctrl+C, or a stop signal before the first step)
+    was being handled: the person asked to stop, and that is what happened."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     never_fail_on_output()
     argv = sys.argv[1:] if argv is None else argv
@@ -136,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in a crash report
+        if _during_interrupt(exc):  # e.g. Ctrl+C cut torch's import short and the cleanup tripped on it
+            print("interrupted", file=sys.stderr)
+            return 130
         report = write_crash_report(exc)
         print(f"error: {crash_line(exc, report)}", file=sys.stderr)
         return 1

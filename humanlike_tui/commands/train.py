@@ -185,15 +185,22 @@ def _fmt(x: Any) -> str:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl+C, a service manager or `kill`, the terminal closing
 
 
-def install_interrupt(stop: threading.Event) -> dict:
+def install_interrupt(stop: threading.Event, started: threading.Event | None = None) -> dict:
     """First Ctrl+C, SIGTERM or SIGHUP: stop after this step with a checkpoint. A second one: abort now.
+    Before the first step (`started` not set: loading, converting the real model, templating the data)
+    there is nothing to save, and those phases never look at `stop`: the first one aborts at once (the
+    engine removes a new run's folder, every half-written file is a temporary one).
     Returns the handlers it replaced (restore_signals puts them back)."""
     def handler(signum, frame):
+        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if started is not None and not started.is_set():
+            stop.set()
+            _say(f"\n{name}: stopping now (no step has run yet, so there is nothing to save)")
+            raise KeyboardInterrupt
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\n{name}: stopping after this step, saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
+        _say(f"\n{name}: stopping after this step, saving a checkpoint (Ctrl+C again to abort)")
 
     previous = {}
     for name in STOP_SIGNALS:
@@ -205,6 +212,15 @@ def install_interrupt(stop: threading.Event) -> dict:
         except (ValueError, OSError):  # not the main thread (tests): no handler
             break
     return previous
+
+
+def _say(text: str) -> None:
+    """Print from a signal handler: a closed stderr (the terminal went away with SIGHUP) must not turn the
+    stop into an OSError that some `except Exception` on the way swallows."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def restore_signals(previous: dict) -> None:
@@ -256,10 +272,16 @@ def train(args: argparse.Namespace) -> int:
         listener(Log(LIBRARIES_LOADING))
     from humanlike_tui.engine.training.run import run_training
 
-    stop = threading.Event()
-    previous = install_interrupt(stop)
+    stop, started = threading.Event(), threading.Event()
+
+    def emit(event: Event) -> None:
+        if isinstance(event, RunStarted):  # from here on a stop waits for the step and saves a checkpoint
+            started.set()
+        listener(event)
+
+    previous = install_interrupt(stop, started)
     try:
-        result = run_training(cfg, listener, stop, resume=args.resume, run_name=args.name)
+        result = run_training(cfg, emit, stop, resume=args.resume, run_name=args.name)
     finally:
         listener.close()
         restore_signals(previous)

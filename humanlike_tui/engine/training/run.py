@@ -93,6 +93,11 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
                 run = None
         _fail(emit if dist.main else ignore, run, str(exc), "input" if isinstance(exc, InputError) else "error")
         raise
+    except KeyboardInterrupt:
+        if run is not None and not resume and not (trainer and trainer.state.step):
+            _discard_new_run(run, dist)  # stopped before its first step: a new run leaves no folder
+            run = None
+        raise
     except Exception as exc:
         import torch
 
