@@ -220,6 +220,18 @@ def test_unknown_names_and_bad_folders_are_clear_errors(home):
 
 # --- the command ----------------------------------------------------------------------------------------
 
+def test_chat_with_a_temperature_of_1e_300_answers_greedily(home, capsys, gen):
+    """1e-300 is inside the documented 0-5: the logits divided by it overflowed (issue 25: chat exited 1).
+    Temperatures below 1e-4 decode greedily, the limit of sampling."""
+    install_run(home)
+    code = cli.main(["chat", "--adapter", RUN_NAME, "--prompt", "How are you?", "--json", "--max-new-tokens", "5",
+                     "--temperature", "1e-300", "--seed", "3"])
+    assert code == 0
+    answers = json.loads(capsys.readouterr().out)["answers"]
+    expected = gen.answer_both("How are you?", settings=gen.settings(max_new_tokens=5, temperature=0, seed=3))
+    assert all(answers[side]["text"] == expected.answers[side].text for side in ("base", "adapter"))
+
+
 def test_chat_json_prints_both_answers(home, capsys, gen):
     install_run(home)
     code = cli.main(["chat", "--adapter", RUN_NAME, "--prompt", "How are you?", "--json", "--max-new-tokens", "5",
