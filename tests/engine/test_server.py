@@ -523,3 +523,34 @@ def test_cli_serve_checks_the_port_before_loading_the_model(home, monkeypatch, c
     args = cli.build_parser().parse_args(["serve", "--adapter", RUN_NAME, "--cors", "http://a.example",
                                           "--cors", "http://b.example"])
     assert args.cors == ["http://a.example", "http://b.example"]
+
+
+@pytest.mark.slow  # a second process loads the model (~10 s); CI runs it: .ci/run -m slow
+def test_ctrl_c_ends_the_serve_command_within_two_seconds(home):
+    """The real command gets SIGINT while it answers a request with 2,000 turns of history (was ~48 s)."""
+    import signal
+    import subprocess
+    import sys
+
+    install_run(home)
+    proc = subprocess.Popen([sys.executable, "-m", "humanlike_tui", "serve", "--adapter", RUN_NAME, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HUMANLIKE_TUI_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    try:
+        port = int(proc.stdout.readline().split("server at ", 1)[1].split("/v1")[0].rsplit(":", 1)[1])
+        messages = []
+        for i in range(2000):
+            messages += [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}]
+        data = json.dumps(ask(messages=messages + [{"role": "user", "content": "and?"}], max_tokens=900,
+                              temperature=5)).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            time.sleep(1.5)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0 and time.monotonic() - t0 < 2.5
+        err = proc.stderr.read()
+        assert "stopped" in err and "Traceback" not in err
+    finally:
+        proc.kill()
