@@ -31,11 +31,11 @@ declare -A RECIPE=(
   [sft]="--set train.method=sft --set train.max_steps=16"
   [dpo]="--set train.method=dpo --set train.max_steps=24"
   [sftdpo]="--set train.method=sft+dpo --set train.max_steps=32 --set train.sft_steps=12"
-  [orpo]="--set train.method=orpo --set train.max_steps=40 --set train.orpo_lambda=1.0"
+  [orpo]="--set train.method=orpo --set train.max_steps=90 --set train.orpo_lambda=1.0"
   [simpo]="--set train.method=simpo --set train.max_steps=40 --set train.learning_rate=1e-4"
 )
 for m in $METHODS; do
-  [ -d "$HUMANLIKE_TUI_HOME/runs/$m" ] && continue  # a finished run is kept; delete it to train again
+  [ -d "$HUMANLIKE_TUI_HOME/data/runs/$m" ] && continue  # a finished run is kept; delete it to train again
   /usr/bin/time -v -o "$OUT/$m.time" $T train --preset smol-cpu $D ${RECIPE[$m]} --name "$m" --json | tail -1 \
     > "$OUT/$m.train.json"
 done
