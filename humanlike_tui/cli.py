@@ -133,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(commands=[word for word in argv if word in COMMANDS])
     args = parser.parse_args(argv)
     crash_context.clear()
+    from humanlike_tui.paths import home_problem
+
+    if home_problem():  # every command reads or writes there: one message instead of an OS error later
+        print(f"error: {home_problem()}", file=sys.stderr)
+        return 2
     try:
         if args.command is None:
             from humanlike_tui.commands import tui

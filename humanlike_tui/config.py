@@ -454,7 +454,7 @@ def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
 def load_config(path: str | os.PathLike) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark some Windows editors put first
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found; check the path or use --preset demo") from None
     except (OSError, UnicodeDecodeError) as exc:

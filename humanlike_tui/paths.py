@@ -15,6 +15,16 @@ def _home() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def home_problem() -> str | None:
+    """What is wrong with HUMANLIKE_TUI_HOME, in words, or None: it must name a folder (made when missing)."""
+    home = _home()
+    if home is None or home.is_dir() or not os.path.lexists(home):
+        return None
+    what = "a broken link" if home.is_symlink() and not home.exists() else "a file"
+    return (f"{HOME_ENV}={home} is {what}, not a folder; set it to a folder (it is created if missing), or unset it "
+            "to use the usual places")
+
+
 def data_dir() -> Path:
     """Runs and adapters."""
     home = _home()

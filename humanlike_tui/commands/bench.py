@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def max_threads() -> int:
+    import os
+
+    return max(256, 4 * (os.cpu_count() or 1))
+
+
 def run(args: argparse.Namespace) -> int:
     from humanlike_tui.config import BUILTIN_MODELS
     from humanlike_tui.errors import InputError
@@ -58,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--samples: must be at least 1")
     if args.threads < 0:
         raise InputError("--threads: must be 0 (one per core) or more")
+    if args.threads > max_threads():
+        raise InputError(f"--threads: at most {max_threads():,} here (4 per CPU core, at least 256; more threads than "
+                         f"cores only slow torch down, and thousands crash it), got {args.threads:,}")
     if args.warmup is None:
         from humanlike_tui.engine.bench.measure import DEFAULT_WARMUP
 

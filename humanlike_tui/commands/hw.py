@@ -21,6 +21,9 @@ from humanlike_tui.formatting import gib, memory_text
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red", "unknown": "dim"}
 
 
+MAX_VRAM_GIB = 100_000  # the largest GPUs have ~200 GiB; this bounds --vram so a plan's numbers stay numbers
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     add_config_arguments(parser)
@@ -43,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     # `hw --set model.name=...` plans that model. ConfigError -> exit 2 in cli.main.
     cfg = config_from_args(args, default_preset=DEFAULT_PRESET)
     consent_to_remote_code(args, cfg)  # the plan reads the model's config, which may import its code
-    if args.vram is not None and args.vram <= 0:
-        raise ConfigError(f"--vram: must be a number of GiB > 0, got {args.vram}")
+    if args.vram is not None and not 0 < args.vram <= MAX_VRAM_GIB:  # also false for nan; inf is past the limit
+        raise ConfigError(f"--vram: must be a number of GiB > 0 and at most {MAX_VRAM_GIB:,} (a limit past any GPU), "
+                          f"got {args.vram}")
     if args.measure < 0:
         raise ConfigError(f"--measure: must be a number of steps >= 1, got {args.measure}")
     report = probe_hardware(check_bnb=args.bnb_check)

@@ -87,3 +87,36 @@ def test_a_run_without_links_is_still_deleted_and_renamed(home):
     assert S.rename_run("live", "other").run_id == "other"
     S.delete_run("other")
     assert S.list_runs() == []
+
+
+def finished_run(name: str = "done") -> S.Run:
+    cfg = C.load_preset("demo").replace(**{"train.max_steps": 4})
+    run = S.create_run(cfg, name)
+    run.adapter_dir.mkdir()
+    (run.adapter_dir / files.COMPLETE).write_text("{}")
+    run.update_meta(status="finished", steps=4)
+    return run
+
+
+def test_a_finished_run_being_resumed_is_listed_as_running(home):
+    run = finished_run()
+    assert run.status() == "finished"
+    holder = S.Run(run.run_dir)
+    holder.acquire()  # a resume holds the lock while the model loads, before meta.json says 'running'
+    try:
+        assert run.status() == "running"
+    finally:
+        holder.release()
+    assert run.status() == "finished"
+
+
+def test_a_resume_for_more_steps_killed_while_loading_is_interrupted(home):
+    import json
+    import socket
+
+    run = finished_run()
+    C.save_config(run.config().replace(**{"train.max_steps": 8}), run.run_dir / "config.toml")
+    (run.run_dir / "run.lock").write_text(json.dumps({"pid": 4_194_000, "host": socket.gethostname(),
+                                                      "started": 1.0}))  # the killed resume's
+    assert run.status() == "interrupted"
+    assert cli.main(["adapters", "list", "--json"]) == 0

@@ -156,7 +156,8 @@ def run_bench(model: str = "builtin:tiny-phi", samples: int = DEFAULT_SAMPLES, d
     try:
         load_before = load_average()
         per_step = per_step_samples()
-        samples = max(per_step * (warmup + 1), math.ceil(samples / per_step) * per_step)
+        # at least one timed step after the untimed ones (with --warmup 0 the first step is still untimed)
+        samples = max(per_step * (max(warmup, 1) + 1), math.ceil(samples / per_step) * per_step)
         base, engine = _both_sides(model, samples, data, warmup, lr, seed, log, engine_overrides, baseline)
         return {"device": device_name(), "threads": torch.get_num_threads(), "model": model, "data": data,
                 "samples": samples, "warmup_steps": warmup, "engine_overrides": list(engine_overrides),

@@ -181,9 +181,9 @@ def timed_rate(marks: list[tuple[float, int]], warmup: int) -> tuple[float, int,
     """(seconds, tokens, steps) from the end of step `warmup` to the end of the last step.
 
     `marks[i]` = (time at the end of step i+1, tokens of step i+1)."""
-    if len(marks) <= warmup:
-        raise InputError(f"bench: {len(marks)} steps is not more than the {warmup} warm-up steps; "
-                         "raise --samples or lower --warmup")
+    if len(marks) <= max(warmup, 1):  # the first step is never timed: there is no clock mark before it
+        raise InputError(f"bench: {len(marks)} steps leave no timed step after the {max(warmup, 1)} untimed "
+                         "(--warmup, and the first step is never timed); raise --samples or lower --warmup")
     seconds = marks[-1][0] - marks[warmup - 1][0] if warmup else marks[-1][0] - marks[0][0]
     tokens = sum(n for _, n in marks[warmup:]) if warmup else sum(n for _, n in marks[1:])
     return seconds, tokens, len(marks) - max(warmup, 1)

@@ -100,6 +100,14 @@ def _local_records(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any
                         "check that the file exists and is readable by you") from None
 
 
+def _only_whitespace(path: Path) -> bool:
+    """A file of spaces and newlines (a small one: a real data file is never blank and large)."""
+    try:
+        return path.stat().st_size <= 1 << 20 and not path.read_bytes().strip()
+    except OSError:
+        return False  # the reader below says what is wrong
+
+
 def _short(path: Path) -> str:
     text = str(path)
     return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]}"
@@ -113,9 +121,9 @@ def _read_local(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any]:
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
         raise DataError(f"data.source: {path.name} has an unsupported type; use .jsonl, .json, .csv or .parquet")
-    if path.stat().st_size == 0:
-        raise DataError(f"data.source: {path} is empty; it needs rows with "
-                        f"{dcfg.prompt_column!r} and {dcfg.chosen_column!r} fields")
+    if path.stat().st_size == 0 or _only_whitespace(path):
+        raise DataError(f"data.source: {path} is empty{' (only blank space)' if path.stat().st_size else ''}; "
+                        f"it needs rows with {dcfg.prompt_column!r} and {dcfg.chosen_column!r} fields")
     if suffix == ".jsonl":
         return list(_jsonl_records(_text_lines(path, counts), counts))
     if suffix == ".json":

@@ -252,13 +252,24 @@ class Run:
         """finished | paused | stopped | failed | running | interrupted (a crash left it 'running')."""
         meta = self.meta()
         status = meta.get("status", "interrupted")
-        if not isinstance(status, str):
+        lock = read_json(self.run_dir / LOCK_FILE)
+        if lock and holder_alive(lock):  # being resumed: meta.json says 'running' only once the model has loaded
+            return "running"
+        if not isinstance(status, str) or status == "running":
             return "interrupted"
-        if status == "running":
-            return "running" if holder_alive(read_json(self.run_dir / LOCK_FILE)) else "interrupted"
         if status == "finished" and not is_complete(self.adapter_dir):
             return "interrupted"
+        if status == "finished" and lock and self._more_steps_asked(meta):
+            return "interrupted"  # a resume for more steps died before it wrote meta.json: it is not finished
         return status
+
+    def _more_steps_asked(self, meta: dict[str, Any]) -> bool:
+        steps = meta.get("steps")
+        try:
+            wanted = self.config().train.max_steps
+        except Exception:  # noqa: BLE001 - an unreadable config.toml: the list shows the run as meta says
+            return False
+        return isinstance(steps, int) and not isinstance(steps, bool) and wanted > steps
 
     def size_bytes(self) -> int:
         return folder_bytes(self.run_dir)
@@ -267,7 +278,10 @@ class Run:
 def create_run(cfg: Config, name: str | None = None) -> Run:
     run_id = check_name(name) if name else new_run_id(cfg)
     root = runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only disk, a folder of another user, a file where a folder should be
+        raise StoreError(f"cannot create a run: {_os_reason(exc)}{_home_hint()}") from None
     sweep_trash(root)
     run_dir = root / run_id
     suffix = 1
@@ -275,11 +289,21 @@ def create_run(cfg: Config, name: str | None = None) -> Run:
         suffix += 1
         tail = f"-{suffix}"  # a 100-character name stays a valid name with its suffix
         run_dir = root / f"{run_id[:MAX_NAME - len(tail)].rstrip('.-_') or 'run'}{tail}"
-    run_dir.mkdir()
+    try:
+        run_dir.mkdir()
+    except OSError as exc:
+        raise StoreError(f"cannot create a run in {root}: {_os_reason(exc)}{_home_hint()}") from None
     save_config(cfg, run_dir / "config.toml", header=f"config of run {run_dir.name}")
     run = Run(run_dir)
     write_json(run.meta_path, {"run_id": run.run_id, "status": "running", "created": time.time()})
     return run
+
+
+def _home_hint() -> str:
+    from humanlike_tui.paths import HOME_ENV
+
+    home = os.environ.get(HOME_ENV, "").strip()
+    return f" ({HOME_ENV} is {home}: give a folder you can write to)" if home else ""
 
 
 MAX_NAME = 100  # SAFE_NAME's limit

@@ -79,12 +79,29 @@ class Trainer:
     def log(self, msg: str, level: str = "info") -> None:
         self.emit(Log(msg, level))
 
+    def _warn_same_pairs(self, rows) -> None:
+        """A pair whose chosen answer is its rejected one teaches a preference method nothing (DPO's loss stays
+        at ln 2 = 0.693 for it); when every pair is like that, the run trains for nothing: say so up front."""
+        same = sum(1 for r in rows if r.rejected is not None and r.chosen.strip() == r.rejected.strip())
+        if not same:
+            return
+        method = self.cfg.train.method.upper()
+        if same == len(rows):
+            self.log(f"every pair's chosen answer equals its rejected one ({same:,} pairs): {method} learns nothing "
+                     f"from them (its loss stays at 0.693); check data.rejected_column ({self.cfg.data.rejected_column!r}) "
+                     "or train with train.method = 'sft'", "warning")
+        else:
+            self.log(f"{same:,} of {len(rows):,} pairs have a chosen answer equal to their rejected one; {method} "
+                     "learns nothing from those", "warning")
+
     def setup(self) -> None:
         import torch
 
         cfg = self.cfg
         dpo = cfg.train.method != "sft"
         rows, counts = D.load_rows(cfg.data, need_rejected=dpo)
+        if dpo:
+            self._warn_same_pairs(rows)
         if cfg.train.from_run:
             warm_start.start_adapter_dir(cfg)  # a missing or unfit start fails before the slow model load
         if cfg.train.from_run:
