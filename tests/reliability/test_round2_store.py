@@ -113,6 +113,8 @@ from pathlib import Path
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import StoreError
 go = Path(sys.argv[2])
+import psutil  # noqa: F401 - imported by acquire; here, so every racer is as ready as the others
+(go.parent / f"ready-{sys.argv[3]}").touch()
 while not go.exists():
     time.sleep(0.001)
 run = S.Run(Path(sys.argv[1]))
@@ -132,9 +134,11 @@ def test_processes_starting_together_never_both_get_a_run(home, tmp_path):
     # (and one meta.json update was lost). The OS lock lets exactly one in.
     run = interrupted_run()
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(run.run_dir), str(go)], env=child_env(home),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
-    time.sleep(1.0)  # every racer imported and is polling for the start signal
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(run.run_dir), str(go), str(i)], env=child_env(home),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    deadline = time.monotonic() + 120  # every racer imported and is polling for the start signal (a fixed
+    while len(list(tmp_path.glob("ready-*"))) < 6 and time.monotonic() < deadline:  # wait lost on a busy machine)
+        time.sleep(0.01)
     go.touch()
     results = [p.communicate(timeout=60) for p in procs]
     assert sorted(out.strip() for out, _ in results) == ["refused"] * 5 + ["won"], results
