@@ -90,6 +90,7 @@ def transcript_path_problem(text: str) -> str:
         return f"{path} exists; choose another name (transcripts are never overwritten)"
     return ""
 
+
 @dataclass
 class PickSaved(Message):
     """A pick was saved to `collection` (which now holds `count` picks), or could not be (error)."""

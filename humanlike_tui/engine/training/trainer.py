@@ -28,7 +28,6 @@ from humanlike_tui.engine.training.reporting import MetricReporters, open_report
 from humanlike_tui.engine.training.schedule import lr_at, phase_of
 from humanlike_tui.engine.training.steps import StepRunner
 from humanlike_tui.engine.training import warm_start
-from humanlike_tui.engine.training import warm_start
 from humanlike_tui.errors import InputError, TrainingError
 from humanlike_tui.events import CheckpointSaved, DataReport, Emit, Eval, Log, Step, Stopped
 from humanlike_tui.engine.storage import files
@@ -104,8 +103,6 @@ class Trainer:
             self._warn_same_pairs(rows)
         if cfg.train.from_run:
             warm_start.start_adapter_dir(cfg)  # a missing or unfit start fails before the slow model load
-        if cfg.train.from_run:
-            warm_start.start_adapter_dir(cfg)  # a missing or unfit start fails before the slow model load
         self.precision = M.resolve_precision(cfg, "cuda" if torch.cuda.is_available() else "cpu")
         cuda = self.precision.device == "cuda"
         self.device = torch.device("cuda", self.dist.local_rank) if cuda else torch.device("cpu")
@@ -130,16 +127,12 @@ class Trainer:
         self.model = M.attach_lora(cfg, model, self.passes.checkpointing)
         if cfg.train.from_run:  # train --from RUN: that run's adapter is the start (warm_start.py)
             warm_start.load_start_adapter(self.model, cfg, self.log)
-        if cfg.train.from_run:  # train --from RUN: that run's adapter is the start (warm_start.py)
-            warm_start.load_start_adapter(self.model, cfg, self.log)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                 fused=cuda, foreach=None if cuda else True)
         scaler = torch.amp.GradScaler("cuda") if self.precision.needs_scaler else None
         budget = max(self.passes.budget, max(self.lengths) * (2 if dpo else 1))
         self.reference = DpoReference(self.model)
-        if cfg.train.from_run and cfg.train.method == "dpo":
-            self.reference.snapshot()  # DPO nudges away from the starting adapter, not from the bare base
         if cfg.train.from_run and cfg.train.method == "dpo":
             self.reference.snapshot()  # DPO nudges away from the starting adapter, not from the bare base
         self.steps = StepRunner(cfg, self.model, self.tok, self.device, self.precision.autocast_context,
