@@ -156,7 +156,8 @@ class Generator:
 
     @property
     def has_adapter(self) -> bool:
-        return bool(self.adapter_dir)
+        # A LoRA-wrapped model (peft's disable_adapter) has an adapter side even when no folder is named.
+        return bool(self.adapter_dir) or hasattr(self.model, "disable_adapter")
 
     # ---- generation ----
 
