@@ -376,6 +376,9 @@ async def test_renames_in_quick_succession_keep_the_new_name_and_the_mark():
         library.rename_s = 0.3
         for new in ("warm-final", "warm-final-2"):
             library.delays = [1.0, 0.1]  # the read on showing the screen again answers last
+            # r is refused while a rename is under way: the next one starts as soon as the screen allows it,
+            # while the slow read of the screen shown again is still out
+            await wait_until(pilot, lambda: not screen.working, what="the previous rename")
             await rename_to(pilot, new)
         await wait_until(pilot, lambda: not screen.working and "warm-final-2" in library.names(), what="the renames")
         await pilot.pause(1.2)  # every read has come back
