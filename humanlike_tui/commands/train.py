@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -279,7 +280,11 @@ def train(args: argparse.Namespace) -> int:
             started.set()
         listener(event)
 
-    previous = install_interrupt(stop, started)
+    # Under a launcher (accelerate, torchrun) only the main process hears RunStarted, and every process must
+    # stop after the same step (one would otherwise leave the others hanging in an all-reduce): there a
+    # signal always waits for the step boundary.
+    distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    previous = install_interrupt(stop, None if distributed else started)
     try:
         result = run_training(cfg, emit, stop, resume=args.resume, run_name=args.name)
     finally:
