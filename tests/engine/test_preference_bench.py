@@ -63,5 +63,7 @@ def test_preference_bench_runs_each_side_in_its_own_process(home, capsys):
     out = json.loads(capsys.readouterr().out)
     assert list(out["sides"]) == ["dpo", "orpo", "trl-dpo"]
     assert all(s["tokens_per_s"] > 0 and s["peak_rss"] > 0 for s in out["sides"].values())
-    assert out["sides"]["dpo"]["tokens"] == out["sides"]["trl-dpo"]["tokens"]  # the same pairs, the same tokens
+    # TRL re-tokenises our decoded text (a byte-level BPE round trip can merge a token or two differently at the
+    # prompt/answer seam), so the same pairs give token counts that agree closely, not exactly.
+    assert out["sides"]["dpo"]["tokens"] == pytest.approx(out["sides"]["trl-dpo"]["tokens"], rel=0.03)
     assert set(out["ratios"]) >= {"dpo_vs_trl_tokens_per_s", "dpo_vs_trl_peak_rss"}
