@@ -533,8 +533,10 @@ def test_ctrl_c_ends_the_serve_command_within_two_seconds(home):
     import sys
 
     install_run(home)
+    # stderr to a file: a pipe nobody reads until the end fills up (64 KiB) and blocks the server's exit
+    err_file = (home / "serve.err").open("w+")
     proc = subprocess.Popen([sys.executable, "-m", "humanlike_tui", "serve", "--adapter", RUN_NAME, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=err_file, text=True,
                             env={**os.environ, "HUMANLIKE_TUI_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     try:
         port = int(proc.stdout.readline().split("server at ", 1)[1].split("/v1")[0].rsplit(":", 1)[1])
@@ -550,7 +552,9 @@ def test_ctrl_c_ends_the_serve_command_within_two_seconds(home):
             t0 = time.monotonic()
             proc.send_signal(signal.SIGINT)
             assert proc.wait(30) == 0 and time.monotonic() - t0 < 2.5
-        err = proc.stderr.read()
+        err_file.seek(0)
+        err = err_file.read()
         assert "stopped" in err and "Traceback" not in err
     finally:
         proc.kill()
+        err_file.close()
