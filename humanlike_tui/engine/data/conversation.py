@@ -63,7 +63,7 @@ def read_turns(items: Any, role_key: str, content_key: str, max_chars: int) -> t
             return (), "empty turn"
         if len(content) > max_chars:
             return (), "over max_length"
-        if not _encodable(content):
+        if not encodable(content):
             return (), "turn not valid Unicode"
         turns.append((role, content.strip()))
     return tuple(turns), None
@@ -79,7 +79,8 @@ def _text_of(content: Any) -> str | None:
     return None
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
+    """False for text the tokenizer cannot take: a JSON escape like "\\ud800" decodes to a lone surrogate."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -125,7 +126,7 @@ def final_answer(value: Any, max_chars: int) -> tuple[str | None, str | None]:
         return None, "empty answer"
     if len(value) > max_chars:
         return None, "over max_length"
-    if not _encodable(value):
+    if not encodable(value):
         return None, "answer not valid Unicode"
     return value.strip(), None
 

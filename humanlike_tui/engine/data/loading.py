@@ -217,7 +217,7 @@ def check_rows(records: Iterable[Any], dcfg: DataConfig, counts: DataCounts, nee
             rejected = rec.get(dcfg.rejected_column) if dcfg.rejected_column else None
             row = None if reason else Row(
                 rec[dcfg.prompt_column], rec[dcfg.chosen_column],
-                rejected if isinstance(rejected, str) and rejected.strip() and _encodable(rejected) else None)
+                rejected if isinstance(rejected, str) and rejected.strip() and C.encodable(rejected) else None)
         if row is None:
             counts.dropped[reason] += 1
             continue
@@ -304,18 +304,9 @@ def _row_problem(rec: dict, columns: list[str]) -> str | None:
             return f"empty {c}"
         if len(v) > MAX_FIELD_CHARS:
             return "over max_length"
-        if not _encodable(v):
+        if not C.encodable(v):
             return f"{c} not valid Unicode"
     return None
-
-
-def _encodable(text: str) -> bool:
-    """False for text the tokenizer cannot take: a JSON escape like "\\ud800" decodes to a lone surrogate."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def shapes_text(counts: DataCounts) -> str:
