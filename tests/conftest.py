@@ -10,6 +10,12 @@ import pytest
 
 SHARED_CACHE = Path(os.environ.get("HLT_TEST_CACHE", "/tmp/humanlike-tui-test-cache"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per worker (and per command a test starts): pytest-xdist already runs a worker per core,
+    # and two threads per worker on the same cores only wait on each other. Set before anything imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
@@ -32,3 +38,46 @@ def demo_cfg():
     return load_preset("demo").replace(**{"train.max_steps": 8, "train.eval_every": 4, "train.save_every": 0,
                                           "train.warmup_steps": 1, "train.sample_prompts": 1,
                                           "generate.max_new_tokens": 8})
+
+
+# --- Where the suite's CPU time goes: HLT_CPU_REPORT=N prints the N tests that used the most CPU (this process
+# and the commands it waited for), which a loaded machine does not distort the way --durations' wall time is.
+
+def _cpu_now() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.stash[_CPU_START] = _cpu_now()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    if call.when == "teardown" and _CPU_START in item.stash:
+        item.user_properties.append(("cpu_s", _cpu_now() - item.stash[_CPU_START]))
+    yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    count = int(os.environ.get("HLT_CPU_REPORT", "0") or 0)
+    if not count:
+        return
+    used = [(dict(r.user_properties).get("cpu_s", 0.0), r.nodeid) for reports in terminalreporter.stats.values()
+            for r in reports if getattr(r, "when", None) == "teardown"]
+    terminalreporter.section(f"CPU seconds: {sum(c for c, _ in used):.0f} in all; the {count} costliest tests")
+    for cpu, nodeid in sorted(used, reverse=True)[:count]:
+        terminalreporter.write_line(f"{cpu:8.1f}  {nodeid}")
+    files: dict[str, list[float]] = {}
+    for cpu, nodeid in used:
+        files.setdefault(nodeid.split("::")[0], []).append(cpu)
+    terminalreporter.section(f"CPU seconds by file: the {count} costliest files")
+    for name, cpus in sorted(files.items(), key=lambda kv: -sum(kv[1]))[:count]:
+        terminalreporter.write_line(f"{sum(cpus):8.1f}  {len(cpus):4d} tests  {name}")
+
+
+_CPU_START = pytest.StashKey[float]()

@@ -48,7 +48,9 @@ def _resume_cfg(demo_cfg, method):
                                "lora.dropout": 0.1})
 
 
-@pytest.mark.parametrize("method,stop_at", [("dpo", 2), ("sft+dpo", 2), ("sft+dpo", 3)])
+# Stopping inside DPO after SFT (3) covers both references; the other two cost a minute each and run under `slow`.
+@pytest.mark.parametrize("method,stop_at", [pytest.param("dpo", 2, marks=pytest.mark.slow),
+                                            pytest.param("sft+dpo", 2, marks=pytest.mark.slow), ("sft+dpo", 3)])
 def test_stop_then_resume_matches_uninterrupted_run(demo_cfg, method, stop_at):
     """Stopping at the SFT -> DPO switch (2) and inside DPO (3) both resume onto the same curve:
     the DPO reference (base, or the SFT adapter) and the reference log-probs come back exactly."""

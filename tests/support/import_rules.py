@@ -21,6 +21,7 @@ and shows that it is not when a forbidden import is added to a copy of the packa
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +64,21 @@ def _resolve(name: str, mods: dict[str, Path]) -> str:
     return parts[0]
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed(source: str) -> tuple[tuple[ast.AST, ...], frozenset[int]]:
+    """Every node of a module, and the lines of its imports inside functions. Walked once per distinct text:
+    the contract test checks many copies of the same package, and the walks are most of its time."""
+    tree = ast.parse(source)
+    nodes = tuple(ast.walk(tree))
+    lazy_lines = frozenset(n.lineno for f in nodes if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                           for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return nodes, lazy_lines
+
+
 def edges_of(module: str, path: Path, mods: dict[str, Path]) -> list[Edge]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    lazy_lines = {n.lineno for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    nodes, lazy_lines = _parsed(path.read_text(encoding="utf-8"))
     out = []
-    for node in ast.walk(tree):
+    for node in nodes:
         lazy = getattr(node, "lineno", 0) in lazy_lines
         if isinstance(node, ast.Import):
             out += [Edge(module, _resolve(a.name, mods), node.lineno, lazy, ()) for a in node.names]
@@ -137,15 +147,15 @@ def _room_problems(e: Edge, where: str) -> list[str]:
 
 def _private_attributes(module: str, path: Path, mods: dict[str, Path]) -> list[str]:
     """`alias._name` where alias is one of our modules imported here."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes, _ = _parsed(path.read_text(encoding="utf-8"))
     aliases = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for a in node.names:
                 if f"{node.module}.{a.name}" in mods:
                     aliases[a.asname or a.name] = f"{node.module}.{a.name}"
     out = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
                 and node.attr.startswith("_") and not node.attr.startswith("__")):
             out.append(f"{module} (line {node.lineno}) uses private {aliases[node.value.id]}.{node.attr}")

@@ -106,7 +106,8 @@ def _system_pieces(template: str, tokenizer, u1: str, after_u1: str) -> tuple[st
 def ollama_template(pieces: TemplatePieces) -> str:
     """An Ollama (Go text/template) TEMPLATE writing `pieces`. Ollama hands a template its system
     messages joined in .System; they replace the head (a model's default system prompt, if any, is
-    part of the head), so a system message is kept, not dropped."""
+    part of the head), so a system message is kept, not dropped. Message text is not trimmed as the chat
+    path trims it: Ollama's templates have Go's text/template builtins and `json`, no string functions."""
     texts = [pieces.head, pieces.after_user, pieces.after_assistant, pieces.system_head or "", pieces.after_system]
     for text in texts:
         if "{{" in text or '"""' in text:
