@@ -42,3 +42,38 @@ def test_table_has_the_judge_and_stopped_rows(tmp_path, capsys):
     assert rows[labels["stopped_rate"]].split(" | ")[1:4] == ["80.0%", "70.0%", "82.5%"]
     assert rows["judge's own accuracy (held-out training answers)"].split(" | ")[1:4] == ["95.0%", "95.0%", "96.2%"]
     assert "95.0% right on 400 held-out" in out
+
+
+def test_checkpoint_curve_makes_a_scorable_run_of_each_checkpoint(home):
+    """tools/checkpoint_curve.py: a checkpoint becomes a run of its own whose adapter is the checkpoint's
+    weights, with a manifest that loading accepts (it checks every file's sha256)."""
+    import shutil
+
+    from tiny_run import RUN_NAME, install_run
+
+    from humanlike_tui.engine.evaluation.scoring import finished_adapter
+    from humanlike_tui.engine.storage import files as F
+    from humanlike_tui.engine.storage import runs as S
+
+    run_dir = install_run(home)
+    checkpoint = run_dir / "checkpoints" / "step-000002"
+    checkpoint.mkdir(parents=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy2(run_dir / "adapter" / name, checkpoint / name)
+    with open(checkpoint / "adapter_model.safetensors", "ab") as weights:
+        weights.write(b"\0")  # other bytes than the final adapter's, as a checkpoint's weights would be
+    (checkpoint / F.COMPLETE).write_text("{}", encoding="utf-8")
+
+    spec = importlib.util.spec_from_file_location("checkpoint_curve", TOOL.parent / "checkpoint_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    name = curve.checkpoint_run(RUN_NAME, 2, checkpoint)
+
+    assert name == f"{RUN_NAME}-at-2"
+    copy = finished_adapter(name)
+    assert copy.meta()["run_id"] == name and copy.meta()["steps"] == 2 and not copy.checkpoints()
+    assert (copy.adapter_dir / "adapter_model.safetensors").read_bytes() == \
+        (checkpoint / "adapter_model.safetensors").read_bytes()
+    assert F.verify_manifest(copy.adapter_dir) is None
+    assert F.verify_manifest(S.get_run(RUN_NAME).adapter_dir) is None  # the run itself is untouched
+    assert curve.checkpoint_run(RUN_NAME, 2, checkpoint) == name  # a second call keeps the copy
