@@ -124,6 +124,54 @@ def test_pause_saves_a_checkpoint_and_resume_can_extend_the_run(demo_cfg):
     assert S.get_run(res.run_id).config().train.max_steps == 10
 
 
+def test_a_stop_while_loading_ends_the_run_before_the_model_loads(demo_cfg, monkeypatch):
+    """The workbench's Stop during set-up (its engine has no signal to raise): the run ends at the next
+    stage, nothing is saved and a new run leaves no folder. Was: the model loaded, then a step-0 checkpoint."""
+    from humanlike_tui.engine import models as M
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded after the stop")
+
+    monkeypatch.setattr(M, "load_base_model", no_load)
+    rec = Recorder()
+    rec.stop.set()  # pressed while the data was read
+    res = run_training(demo_cfg, rec, rec.stop)
+    assert res.status == "stopped" and res.summary["before_first_step"]
+    assert not rec.of(E.RunStarted) and not rec.of(E.Stopped) and not rec.of(E.Failed)
+    assert any("nothing to save" in e.message for e in rec.of(E.Log))
+    assert S.list_runs() == []
+
+
+def test_a_stop_while_a_resume_loads_keeps_the_runs_checkpoints(demo_cfg):
+    first = Recorder(stop_at=2)
+    res = run_training(demo_cfg, first, first.stop)
+    checkpoints = S.get_run(res.run_id).checkpoints()
+
+    class StopOnData(Recorder):  # pressed once the data is read and tokenized, the model already loaded
+        def __call__(self, event):
+            super().__call__(event)
+            if isinstance(event, E.DataReport):
+                self.stop.set()
+
+    rec = StopOnData()
+    again = run_training(None, rec, rec.stop, resume=res.run_id)
+    run = S.get_run(res.run_id)
+    assert again.status == "stopped" and not rec.of(E.RunStarted)
+    assert run.checkpoints() == checkpoints and run.status() == "stopped"
+    assert any(f"{res.run_id} keeps its checkpoints" in e.message for e in rec.of(E.Log))
+
+
+def test_the_train_screen_says_a_stop_while_loading_saved_nothing():
+    from humanlike_tui.ui.run_state import RunTracker
+    from humanlike_tui.ui.screens.train import idle_hint
+
+    tracker = RunTracker()
+    tracker.status = "stopped"
+    assert "before the first step" in idle_hint(tracker) and "nothing to save" in idle_hint(tracker)
+    tracker.checkpoint = "/runs/r/checkpoints/step-000004"
+    assert "Stopped with a checkpoint (/runs/r/checkpoints/step-000004)" in idle_hint(tracker)
+
+
 def test_resume_refuses_a_changed_model(demo_cfg):
     rec = Recorder(stop_at=2)
     res = run_training(demo_cfg, rec, rec.stop)

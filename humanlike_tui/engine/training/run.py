@@ -18,10 +18,10 @@ from typing import Any, Callable
 from humanlike_tui.config import Config
 from humanlike_tui.engine.storage import runs as S
 from humanlike_tui.errors import ConfigError, HumanlikeError, InputError, TrainingError, write_crash_report
-from humanlike_tui.events import (Emit, Failed, Finished, RunStarted, ignore)
+from humanlike_tui.events import (Emit, Failed, Finished, Log, RunStarted, ignore)
 from humanlike_tui.engine.training.distributed import Dist, barrier, init_distributed
 from humanlike_tui.engine.training.schedule import check_resume_compatible
-from humanlike_tui.engine.training.trainer import Trainer
+from humanlike_tui.engine.training.trainer import StoppedBeforeStart, Trainer
 from humanlike_tui.engine.hardware.probe import library_versions
 from humanlike_tui.engine.training.checkpoints import restore_newest
 
@@ -86,6 +86,8 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
         if status == "finished":
             trainer.emit(Finished(run.run_id, adapter, summary))
         return TrainResult(run.run_id, str(run.run_dir), status, adapter, summary)
+    except StoppedBeforeStart:
+        return _stopped_before_start(run, resume, dist, emit)
     except HumanlikeError as exc:
         if isinstance(exc, InputError) and run is not None and not resume and not (trainer and trainer.state.step):
             # Bad config, data or model on a new run: it never trained, so leave no run folder behind.
@@ -112,6 +114,19 @@ def run_training(cfg: Config | None, emit: Emit = ignore, stop: threading.Event 
             trainer.free()
         if run is not None and dist.main:
             run.release()
+
+
+def _stopped_before_start(run: S.Run, resume: str | None, dist: Dist, emit: Emit) -> TrainResult:
+    """Stopped while loading: a new run leaves no folder; a resumed one keeps its checkpoints as they were."""
+    run_id, run_dir = run.run_id, str(run.run_dir)
+    if resume:
+        run.update_meta(status="stopped")
+        emit(Log(f"stopped before the first step: {run_id} keeps its checkpoints as they were"))
+    else:
+        _discard_new_run(run, dist)
+        emit(Log("stopped before the first step: nothing to save, so the new run was not kept"))
+    return TrainResult(run_id, run_dir, "stopped", summary={"status": "stopped", "run_id": run_id,
+                                                             "before_first_step": True})
 
 
 def _discard_new_run(run: S.Run, dist: Dist) -> bool:

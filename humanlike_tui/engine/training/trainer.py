@@ -32,6 +32,10 @@ from humanlike_tui.errors import InputError, TrainingError
 from humanlike_tui.events import CheckpointSaved, DataReport, Emit, Eval, Log, Step, Stopped
 from humanlike_tui.engine.storage import files
 
+
+class StoppedBeforeStart(Exception):
+    """A stop was asked for during set-up, before the first step: there is nothing to save."""
+
 # Per-pair sums a preference step returns (already divided by the step's pairs), summed across processes.
 PAIR_STATS = ("chosen_sum", "rejected_sum", "correct", "logp_chosen_sum", "logp_rejected_sum", "nll_sum",
               "log_odds_sum")
@@ -93,12 +97,20 @@ class Trainer:
             self.log(f"{same:,} of {len(rows):,} pairs have a chosen answer equal to their rejected one; {method} "
                      "learns nothing from those", "warning")
 
+    def stop_if_asked(self) -> None:
+        """Between the slow stages of set-up (data, model load, tokenizing, LoRA): a stop asked for while the
+        model loads ends the run here, with nothing to save, instead of after the load with a step-0
+        checkpoint. One process only: several agree on a stop in the loop (agreed_flags)."""
+        if self.dist.world == 1 and self.stop.is_set():
+            raise StoppedBeforeStart()
+
     def setup(self) -> None:
         import torch
 
         cfg = self.cfg
         dpo = cfg.train.method != "sft"
         rows, counts = D.load_rows(cfg.data, need_rejected=dpo)
+        self.stop_if_asked()
         if dpo:
             self._warn_same_pairs(rows)
         if cfg.train.from_run:
@@ -111,7 +123,9 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats()
             self.power = self.power or gpu_power_reader(self.dist.local_rank)
         model, self.tok = M.load_base_model(cfg, self.precision, self.dist.local_rank, self.log)
+        self.stop_if_asked()
         examples = D.tokenize_rows(rows, self.tok, cfg.data, counts, dpo)
+        self.stop_if_asked()
         self.train_set, eval_set = D.split_by_prompt(examples, cfg.data.eval_fraction, cfg.train.seed)
         if not self.train_set:
             raise InputError("data: no rows left for training after the split; add rows or lower data.eval_fraction")
@@ -125,6 +139,7 @@ class Trainer:
         self.passes = plan_for_device(cfg, model.config, self.precision, self.device, self.lengths, dpo, self.log)
         torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised from this
         self.model = M.attach_lora(cfg, model, self.passes.checkpointing)
+        self.stop_if_asked()
         if cfg.train.from_run:  # train --from RUN: that run's adapter is the start (warm_start.py)
             warm_start.load_start_adapter(self.model, cfg, self.log)
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -66,6 +66,8 @@ def idle_hint(t: RunTracker) -> str:
     if t.status == "paused":
         freed = "GPU memory" if t.has_gpu else "memory"
         return f"Paused: {freed} freed, checkpoint saved. Press r to resume exactly where it stopped."
+    if t.status == "stopped" and not t.checkpoint:
+        return "Stopped before the first step, while loading: nothing to save. n starts a new run."
     if t.status == "stopped":
         return f"Stopped with a checkpoint ({t.checkpoint}). r resumes it, n starts a new run."
     if t.status == "finished":
