@@ -126,7 +126,7 @@ def test_pause_saves_a_checkpoint_and_resume_can_extend_the_run(demo_cfg):
 
 def test_a_stop_while_loading_ends_the_run_before_the_model_loads(demo_cfg, monkeypatch):
     """The workbench's Stop during set-up (its engine has no signal to raise): the run ends at the next
-    stage, nothing is saved and a new run leaves no folder. Was: the model loaded, then a step-0 checkpoint."""
+    stage, nothing is saved and a new run leaves no folder. Was: the model loaded, one step ran, a checkpoint."""
     from humanlike_tui.engine import models as M
 
     def no_load(*args, **kwargs):
