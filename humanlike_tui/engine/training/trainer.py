@@ -99,7 +99,8 @@ class Trainer:
 
     def stop_if_asked(self) -> None:
         """Between the slow stages of set-up (data, model load, tokenizing, LoRA): a stop asked for while the
-        model loads ends the run here, with nothing to save, instead of after the load and a first step. One process only: several agree on a stop in the loop (agreed_flags)."""
+        model loads ends the run here, with nothing to save, instead of after the load and a first step.
+        One process only: several agree on a stop in the loop (agreed_flags)."""
         if self.dist.world == 1 and self.stop.is_set():
             raise StoppedBeforeStart()
 
