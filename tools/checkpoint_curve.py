@@ -51,12 +51,15 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--steps", type=int, nargs="*", help="only these checkpoints (default: every kept one)")
     args = parser.parse_args()
     from humanlike_tui.engine.storage import runs as S
 
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for step, path in S.get_run(args.run).checkpoints():
+        if args.steps and step not in args.steps:
+            continue
         name = checkpoint_run(args.run, step, path)
         card_path = args.out / f"{name}.eval.json"
         if not card_path.exists() or not card_path.stat().st_size:
