@@ -22,25 +22,27 @@ FIGURES = ["preference_accuracy", "stopped_rate", "question_rate", "emoji_rate",
 
 
 def checkpoint_run(run_id: str, step: int, checkpoint: Path) -> str:
-    """A copy of the run (config, meta, the final adapter's tokenizer files) with the checkpoint's weights."""
+    """A copy of the run (config, meta, metrics) whose adapter folder holds the checkpoint's weights and the
+    tokenizer the run trained with, written as training writes an adapter (with its sha256 manifest). Works
+    for a stopped run too, which has checkpoints but no adapter yet."""
+    from humanlike_tui.engine import models as M
     from humanlike_tui.engine.storage import files as F
     from humanlike_tui.engine.storage import runs as S
 
     run = S.get_run(run_id)
     name = f"{run_id}-at-{step}"
     target = run.run_dir.parent / name
-    if not target.exists():
-        shutil.copytree(run.run_dir, target, ignore=shutil.ignore_patterns("checkpoints", "scorecard.json",
-                                                                         "answers.jsonl", "run.lock"))
-        adapter = target / "adapter"
+    if target.exists():
+        return name
+    cfg = run.config()
+    shutil.copytree(run.run_dir, target, ignore=shutil.ignore_patterns(
+        "checkpoints", "adapter", "scorecard.json", "answers.jsonl", "run.lock"))
+    with F.atomic_dir(target / "adapter", manifest=True) as tmp:
         for weights in ("adapter_model.safetensors", "adapter_config.json"):
-            shutil.copy2(checkpoint / weights, adapter / weights)
-        # The adapter's COMPLETE marker lists each file's sha256 (loading verifies it): list the new weights.
-        marker = json.loads((adapter / F.COMPLETE).read_text(encoding="utf-8"))
-        for weights in ("adapter_model.safetensors", "adapter_config.json"):
-            marker["files"][weights] = F.file_record(adapter / weights)
-        (adapter / F.COMPLETE).write_text(json.dumps(marker, indent=1, sort_keys=True), encoding="utf-8")
-        S.Run(target).update_meta(run_id=name, adapter_dir=str(adapter), steps=step)
+            shutil.copy2(checkpoint / weights, tmp / weights)
+        M.load_tokenizer(cfg, M.resolve_model_path(cfg)).save_pretrained(tmp)
+        (tmp / "base_model.txt").write_text(cfg.model.name + "\n", encoding="utf-8")
+    S.Run(target).update_meta(run_id=name, adapter_dir=str(target / "adapter"), steps=step, status="finished")
     return name
 
 

@@ -46,7 +46,7 @@ def test_table_has_the_judge_and_stopped_rows(tmp_path, capsys):
 
 def test_checkpoint_curve_makes_a_scorable_run_of_each_checkpoint(home):
     """tools/checkpoint_curve.py: a checkpoint becomes a run of its own whose adapter is the checkpoint's
-    weights, with a manifest that loading accepts (it checks every file's sha256)."""
+    weights and the run's tokenizer, with a manifest that loading accepts (it checks every file's sha256)."""
     import shutil
 
     from tiny_run import RUN_NAME, install_run
@@ -77,3 +77,10 @@ def test_checkpoint_curve_makes_a_scorable_run_of_each_checkpoint(home):
     assert F.verify_manifest(copy.adapter_dir) is None
     assert F.verify_manifest(S.get_run(RUN_NAME).adapter_dir) is None  # the run itself is untouched
     assert curve.checkpoint_run(RUN_NAME, 2, checkpoint) == name  # a second call keeps the copy
+
+    # A stopped run has checkpoints and no adapter yet: its checkpoint is scored all the same.
+    stopped = install_run(home, "stopped-run")
+    shutil.copytree(checkpoint, stopped / "checkpoints" / "step-000002")
+    shutil.rmtree(stopped / "adapter")
+    copy = finished_adapter(curve.checkpoint_run("stopped-run", 2, stopped / "checkpoints" / "step-000002"))
+    assert F.verify_manifest(copy.adapter_dir) is None and (copy.adapter_dir / "tokenizer.json").is_file()
