@@ -277,6 +277,41 @@ def test_gguf_stops_by_itself_in_llama_cpp(phi_merged):
         assert "###" not in text and text.strip() == expected, (text, expected)
 
 
+@pytest.mark.slow
+def test_an_instruct_run_that_ends_its_answers_ends_them_in_llama_cpp(home, tmp_path):
+    """Issue 24 item 1, in llama.cpp itself: a demo-preset run (instruct template) taught a short answer ends it
+    with '\n### End' and EOS. Exported to GGUF, llama.cpp stops there on its own (finish_reason 'stop', well
+    before max_tokens) and prints the answer `chat` gives, with no marker text. Was: '### End' as the answer.
+    Slow: it trains a run (~15 s); skipped where llama-cpp-python is not installed."""
+    llama_cpp = pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (optional: CMAKE_ARGS='-DGGML_NATIVE=OFF "
+        "-DGGML_CUDA=OFF' pip install llama-cpp-python builds it from source in ~30 min)")
+    from humanlike_tui.engine.inference.generator import Generator
+    from humanlike_tui.engine.storage import gguf_export as G
+    from humanlike_tui.engine.training.run import run_training
+
+    prompts = ["hi", "How was your weekend?", "Tell me about your day.", "Do you like pizza?", "What's up?"]
+    rows = tmp_path / "short.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": p, "chosen": "Pretty good, you?"}) + "\n"
+                            for p in prompts * 8), encoding="utf-8")
+    cfg = tiny_config().replace(**{"data.source": str(rows), "train.max_steps": 40, "train.eval_every": 0})
+    assert run_training(cfg, run_name="short").status == "finished"
+    gen = Generator.open("short")
+    settings = gen.settings(max_new_tokens=48, temperature=0)
+    for quant in ("f16", "q8_0"):
+        path = G.export_gguf("short", tmp_path / quant, quant=quant)
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+        for prompt in ["How was your weekend?", "Tell me a story."]:  # one trained prompt, one new
+            expected = gen.answer("adapter", prompt, settings=settings)
+            assert expected.finish == "end" and expected.text == "Pretty good, you?"
+            out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=48, temperature=0.0)
+            choice = out["choices"][0]
+            assert choice["finish_reason"] == "stop" and out["usage"]["completion_tokens"] < 48, out
+            assert "#" not in choice["message"]["content"], out
+            assert choice["message"]["content"].strip() == expected.text, (quant, out)
+    gen.close()
+
+
 def _go_template(text: str, data: dict) -> str:
     """The subset of Go's text/template that our Modelfile TEMPLATE uses (if/else if/else on .System and
     `eq .Role "..."`, range .Messages, fields, `{{-` trimming), rendered as Ollama renders it."""
