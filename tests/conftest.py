@@ -17,6 +17,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-m slow` runs in one process: its tests start processes of their own (training launchers, a server)
+    and time them, and two at once on two cores starved a server's Ctrl+C past 30 s. The default run takes
+    pytest-xdist's count (pyproject: -n logical)."""
+    marks = config.option.markexpr or ""
+    if "slow" in marks and "not slow" not in marks:
+        config.option.dist = "no"
+        return 0
+    return None
+
+
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
     """A private home for runs and configs; the builtin-model cache is shared across tests."""
