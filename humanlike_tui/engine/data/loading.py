@@ -100,10 +100,10 @@ def _local_records(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any
                         "check that the file exists and is readable by you") from None
 
 
-def _only_whitespace(path: Path) -> bool:
+def _only_whitespace(path: Path, size: int) -> bool:
     """A file of spaces and newlines (a small one: a real data file is never blank and large)."""
     try:
-        return path.stat().st_size <= 1 << 20 and not path.read_bytes().strip()
+        return size <= 1 << 20 and not path.read_bytes().strip()
     except OSError:
         return False  # the reader below says what is wrong
 
@@ -121,8 +121,9 @@ def _read_local(path: Path, dcfg: DataConfig, counts: DataCounts) -> list[Any]:
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
         raise DataError(f"data.source: {path.name} has an unsupported type; use .jsonl, .json, .csv or .parquet")
-    if path.stat().st_size == 0 or _only_whitespace(path):
-        raise DataError(f"data.source: {path} is empty{' (only blank space)' if path.stat().st_size else ''}; "
+    size = path.stat().st_size
+    if size == 0 or _only_whitespace(path, size):
+        raise DataError(f"data.source: {path} is empty{' (only blank space)' if size else ''}; "
                         f"it needs rows with {dcfg.prompt_column!r} and {dcfg.chosen_column!r} fields")
     if suffix == ".jsonl":
         return list(_jsonl_records(_text_lines(path, counts), counts))
