@@ -25,8 +25,8 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from humanlike_tui import config as cfgmod, events as ev, paths
-from humanlike_tui.config import Config
-from humanlike_tui.errors import ConfigError, HumanlikeError, crash_line, write_crash_report
+from humanlike_tui.config import DEFAULT_PRESET, Config
+from humanlike_tui.errors import HumanlikeError, crash_line, write_crash_report
 from humanlike_tui.formatting import error_text
 from humanlike_tui.protocols import RunChoice, Services
 from humanlike_tui.ui.crash import CrashApp
@@ -38,6 +38,7 @@ from humanlike_tui.ui.messages import (EngineEvent, OpenInChat, RemoteCodeWanted
                                        RunRenamed, RunsListed)
 from humanlike_tui.ui.screens.dialogs import ConfirmDialog, RunPicker
 from humanlike_tui.ui.services import EngineHardware, EngineLibrary, EngineModels, EngineTraining
+from humanlike_tui.ui.startup import initial_config
 from humanlike_tui.ui.state import WorkbenchState
 
 if TYPE_CHECKING:  # imported when first shown (SCREENS)
@@ -45,7 +46,6 @@ if TYPE_CHECKING:  # imported when first shown (SCREENS)
     from humanlike_tui.ui.screens.config import ConfigScreen
     from humanlike_tui.ui.screens.train import TrainScreen
 
-DEFAULT_PRESET = "gaming-8gb"  # the CLI's default too
 SCREENS: dict[str, tuple[str, str, str]] = {
     # mode: (key, title, module:class in ui/screens). Imported when first shown: the five screens and
     # their widgets are ~0.12 s of imports the first frame would wait for (tools/ui_timing.py).
@@ -471,27 +471,6 @@ def make_app(services: Services | None = None, config: Config | None = None, con
     return WorkbenchApp(services or production_services(), config or cfgmod.load_preset(DEFAULT_PRESET),
                         config_path or paths.config_dir() / "config.toml", initial_screen=initial_screen,
                         startup_note=startup_note)
-
-
-def initial_config(args: argparse.Namespace) -> tuple[Config, Path, str]:
-    """--config/--preset if given; else the config saved from the Config screen; else the default preset.
-    A broken saved config does not stop the app: it opens with the preset and says why."""
-    default_path = paths.config_dir() / "config.toml"
-    overrides = getattr(args, "overrides", None) or []
-    if getattr(args, "config", None):
-        return cfgmod.apply_overrides(cfgmod.load_config(args.config), overrides), Path(args.config), ""
-    if getattr(args, "preset", None):
-        return cfgmod.apply_overrides(cfgmod.load_preset(args.preset), overrides), default_path, ""
-    note = ""
-    cfg = None
-    if default_path.exists():
-        try:
-            cfg = cfgmod.load_config(default_path)
-        except ConfigError as exc:
-            note = f"{default_path} has problems, opened the {DEFAULT_PRESET} preset instead:\n{exc}"
-    if cfg is None:
-        cfg = cfgmod.load_preset(DEFAULT_PRESET)
-    return cfgmod.apply_overrides(cfg, overrides), default_path, note
 
 
 def run_app(args: argparse.Namespace) -> int:
